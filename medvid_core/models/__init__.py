@@ -1,0 +1,44 @@
+"""Model registry: every model the params can name, built by `get_model(name, **kwargs)`.
+
+Each family lives in its own file and registers its named constructors with
+`@register_model`. Conventions every registered model follows:
+
+* input is a clip shaped (batch, channels, frames, height, width) -- a volume's slices are the frames;
+* the final classifier is the attribute `fc` (the trainer puts weight decay on it alone);
+* weights are Kaiming-initialised and trained from scratch, as in Video4MRI.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch.nn as nn
+
+_MODELS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    """Register a constructor under its function name (the name params use)."""
+    if fn.__name__ in _MODELS:
+        raise ValueError(f"model {fn.__name__!r} is registered twice")
+    _MODELS[fn.__name__] = fn
+    return fn
+
+
+def list_models() -> list[str]:
+    return sorted(_MODELS)
+
+
+def get_model(name: str, **kwargs) -> nn.Module:
+    """Build a registered model, e.g. ``get_model("tsm_r18", num_classes=2)``."""
+    if name not in _MODELS:
+        raise ValueError(f"unknown model {name!r}; choose from: {', '.join(list_models())}")
+    return _MODELS[name](**kwargs)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Trainable parameters (what Video4MRI's Table 2 reports, in millions)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+# importing the family files fills the registry
+from . import resnet3d, tsn  # noqa: E402,F401
