@@ -41,4 +41,4 @@ def count_parameters(model: nn.Module) -> int:
 
 
 # importing the family files fills the registry
-from . import resnet3d, tsn  # noqa: E402,F401
+from . import resnet3d, slowfast, tsn  # noqa: E402,F401

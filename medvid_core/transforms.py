@@ -1,0 +1,60 @@
+"""Video augmentation applied to MRI clips, and batch mixing (CutMix / MixUp).
+
+Video4MRI augments a clip the way video recognition does: one random resized crop,
+brightness change and small rotation (±15°) drawn per clip and applied to every frame,
+so the slices stay aligned. CutMix (p=0.6) or MixUp (p=0.4) then mixes pairs of clips in
+a batch (the same box across all frames: spatial CutMix) during the first 80% of epochs.
+"""
+from __future__ import annotations
+
+import torch
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
+
+
+class VideoAugment:
+    """Per-clip random resized crop, brightness and rotation on (K, H, W) frames."""
+
+    def __init__(self, *, crop_scale: tuple[float, float] = (0.8, 1.0), brightness: float = 0.2,
+                 rotate_degrees: float = 15.0):
+        self.crop_scale, self.brightness, self.rotate_degrees = crop_scale, brightness, rotate_degrees
+
+    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
+        _, h, w = frames.shape
+        top, left, ch, cw = v2.RandomResizedCrop.get_params(frames, list(self.crop_scale), [3 / 4, 4 / 3])
+        frames = TF.resized_crop(frames, top, left, ch, cw, [h, w], antialias=True)
+        if self.brightness:
+            frames = frames * float(torch.empty(1).uniform_(1 - self.brightness, 1 + self.brightness))
+        if self.rotate_degrees:
+            angle = float(torch.empty(1).uniform_(-self.rotate_degrees, self.rotate_degrees))
+            frames = TF.rotate(frames, angle, interpolation=v2.InterpolationMode.BILINEAR)
+        return frames
+
+    def __repr__(self) -> str:
+        return (f"VideoAugment(crop_scale={self.crop_scale}, brightness={self.brightness}, "
+                f"rotate_degrees={self.rotate_degrees})")
+
+
+class BatchMix:
+    """CutMix with probability `cutmix_p`, else MixUp with `mixup_p`, else no mixing.
+
+    Takes clips (B, C, T, H, W) and integer labels; returns mixed clips and soft targets
+    (B, num_classes), which `torch.nn.functional.cross_entropy` accepts directly.
+    torchvision's CutMix/MixUp do the mixing; they see the batch as a `Video`.
+    """
+
+    def __init__(self, *, num_classes: int, cutmix_p: float = 0.6, mixup_p: float = 0.4, alpha: float = 1.0):
+        if cutmix_p + mixup_p > 1 + 1e-9:
+            raise ValueError(f"cutmix_p + mixup_p must be <= 1, got {cutmix_p} + {mixup_p}")
+        self.num_classes, self.cutmix_p, self.mixup_p = num_classes, cutmix_p, mixup_p
+        self.cutmix = v2.CutMix(num_classes=num_classes, alpha=alpha)
+        self.mixup = v2.MixUp(num_classes=num_classes, alpha=alpha)
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        r = float(torch.rand(1))
+        if r < self.cutmix_p + self.mixup_p:
+            mix = self.cutmix if r < self.cutmix_p else self.mixup
+            video, soft = mix(tv_tensors.Video(x.transpose(1, 2)), y)  # Video is (B, T, C, H, W)
+            return video.as_subclass(torch.Tensor).transpose(1, 2).contiguous(), soft
+        return x, torch.nn.functional.one_hot(y, self.num_classes).float()

@@ -1,0 +1,211 @@
+"""Tests for medvid_core.runner: parameter parsing/validation and real papermill runs.
+
+Validation tests are pure Python (milliseconds). The end-to-end tests start a
+real kernel on tiny notebooks (a few seconds each): they are the only way to
+know that injection, output_dir and the failure path actually work.
+"""
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+from nbformat.v4 import new_code_cell, new_notebook
+
+from medvid_core.runner import (
+    ParamError,
+    load_params_file,
+    main,
+    parse_override,
+    read_parameters,
+    run,
+    validate,
+)
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+PARAMS_CELL = """\
+epochs = 10  # training epochs
+lr = 0.001  # learning rate
+amp = True
+name = "run"  # run label
+models = ["tsn_r18", "tsm_r18"]  # models to compare
+seeds = []
+extra = {"a": 1}
+anything = None  # free-form
+offset = -1
+output_dir = ""
+"""
+
+
+def write_notebook(path: Path, *cells: str, params: str | None = PARAMS_CELL) -> Path:
+    """A notebook whose first cell (if ``params``) is tagged ``parameters``."""
+    nb_cells = [new_code_cell(params, metadata={"tags": ["parameters"]})] if params is not None else []
+    nb_cells += [new_code_cell(src) for src in cells]
+    nbformat.write(new_notebook(cells=nb_cells), path)
+    return path
+
+
+@pytest.fixture
+def spec(tmp_path):
+    return read_parameters(write_notebook(tmp_path / "study.ipynb"))
+
+
+# ------------------------------------------------------------------- parameters cell
+
+
+def test_read_parameters_defaults_types_and_help(spec):
+    assert list(spec) == [
+        "epochs", "lr", "amp", "name", "models", "seeds", "extra", "anything", "offset", "output_dir",
+    ]
+    assert (spec["epochs"].default, spec["epochs"].type, spec["epochs"].help) == (10, int, "training epochs")
+    assert (spec["lr"].type, spec["lr"].help) == (float, "learning rate")
+    assert spec["amp"].help == ""
+    assert spec["models"].type_name == "list[str]"
+    assert spec["offset"].default == -1
+    assert spec["anything"].type is type(None)
+
+
+def test_notebook_without_parameters_cell_is_an_error(tmp_path):
+    nb = write_notebook(tmp_path / "bare.ipynb", "x = 1", params=None)
+    with pytest.raises(ParamError, match="bare.ipynb has no cell tagged 'parameters'"):
+        read_parameters(nb)
+
+
+def test_non_literal_default_is_an_error(tmp_path):
+    nb = write_notebook(tmp_path / "calc.ipynb", params="import os\nx = 1")
+    with pytest.raises(ParamError, match="line 1"):
+        read_parameters(nb)
+    nb = write_notebook(tmp_path / "calc.ipynb", params="x = os.getcwd()")
+    with pytest.raises(ParamError, match="x must be a literal"):
+        read_parameters(nb)
+
+
+# ------------------------------------------------------------------------ validation
+
+
+def test_unknown_key_is_named_with_the_known_ones(spec):
+    with pytest.raises(ParamError) as err:
+        validate({"epochs": 1, "epoch": 2}, spec, "x.yaml")
+    msg = str(err.value)
+    assert msg.startswith("unknown parameter 'epoch' for study (known: epochs, lr, amp,")
+    assert "\n" not in msg and "output_dir" not in msg
+
+
+def test_output_dir_cannot_be_set_by_the_user(spec):
+    with pytest.raises(ParamError, match="'output_dir' is set by the runner"):
+        validate({"output_dir": "/tmp"}, spec, "-p")
+
+
+@pytest.mark.parametrize(
+    "key, value, expected",
+    [
+        ("epochs", "ten", "parameter 'epochs' must be int, got str ('ten') from params/x.yaml"),
+        ("epochs", True, "parameter 'epochs' must be int, got bool (True) from params/x.yaml"),
+        ("epochs", 1.5, "must be int, got float (1.5)"),
+        ("amp", 1, "must be bool, got int (1)"),
+        ("lr", "0.1", "must be float, got str"),
+        ("models", "tsn_r18", "must be list[str], got str"),
+        ("models", ["tsn_r18", 3], "must be list[str], got list (['tsn_r18', 3])"),
+        ("extra", [1], "must be dict, got list[int]"),
+    ],
+)
+def test_wrong_types_are_rejected(spec, key, value, expected):
+    with pytest.raises(ParamError) as err:
+        validate({key: value}, spec, "params/x.yaml")
+    assert expected in str(err.value)
+
+
+def test_accepted_values_and_int_to_float(spec):
+    checked = validate(
+        {"lr": 1, "epochs": 3, "amp": False, "models": ["a"], "seeds": [1, "x"],
+         "extra": {}, "anything": [1], "offset": 0},
+        spec, "-p",
+    )
+    assert checked["lr"] == 1.0 and isinstance(checked["lr"], float)
+    assert checked["models"] == ["a"] and checked["seeds"] == [1, "x"] and checked["anything"] == [1]
+
+
+# -------------------------------------------------------------------- -p and files
+
+
+def test_override_values_are_yaml():
+    assert parse_override("epochs=3") == ("epochs", 3)
+    assert parse_override("models=[tsn_r18,tsm_r18]") == ("models", ["tsn_r18", "tsm_r18"])
+    assert parse_override("lr=1e-3") == ("lr", 0.001)  # YAML 1.1 would say '1e-3' (str)
+    assert parse_override("name=a=b") == ("name", "a=b")
+    assert parse_override("amp=false") == ("amp", False)
+    with pytest.raises(ParamError, match="key=value"):
+        parse_override("epochs")
+
+
+def test_params_file_errors_name_the_file(tmp_path):
+    with pytest.raises(ParamError, match=r"params file .*missing\.yaml not found"):
+        load_params_file(tmp_path / "missing.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n")
+    with pytest.raises(ParamError, match=r"list\.yaml must be a mapping"):
+        load_params_file(tmp_path / "list.yaml")
+    (tmp_path / "broken.yaml").write_text("epochs: [1\n")
+    with pytest.raises(ParamError, match=r"broken\.yaml is not valid YAML"):
+        load_params_file(tmp_path / "broken.yaml")
+    (tmp_path / "empty.yaml").write_text("")
+    assert load_params_file(tmp_path / "empty.yaml") == {}
+
+
+def test_cli_rejects_before_running(tmp_path, capsys):
+    argv = ["run", "tiny", "--notebook-dir", str(FIXTURES), "--output-root", str(tmp_path)]
+    assert main(argv + ["-p", "y=1"]) == 2
+    assert capsys.readouterr().err == "error: unknown parameter 'y' for tiny (known: x)\n"
+    assert main(argv + ["--params", str(tmp_path / "nope.yaml")]) == 2
+    assert "nope.yaml not found" in capsys.readouterr().err
+    assert not (tmp_path / "tiny").exists()  # nothing ran
+
+
+def test_params_command_prints_table(capsys):
+    assert main(["params", "tiny", "--notebook-dir", str(FIXTURES)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["name", "default", "type", "help"]
+    assert out[1].split() == ["x", "1", "int", "the", "number", "to", "double"]
+
+
+# ------------------------------------------------------------------------ end to end
+
+
+def test_run_tiny_notebook(tmp_path):
+    params = tmp_path / "double.yaml"
+    params.write_text("x: 4\n")
+    out = run("tiny", params_file=params, overrides={"x": 21},
+              output_root=tmp_path / "outputs", notebook_dir=FIXTURES)
+
+    assert out == (tmp_path / "outputs" / "tiny" / "double").resolve()
+    assert json.loads((out / "metrics.json").read_text()) == {"x2": 42}
+    assert yaml.safe_load((out / "params.yaml").read_text()) == {"x": 21}
+    assert "overrides (-p): {x: 21}" in (out / "params.yaml").read_text()
+    executed = nbformat.read(out / "tiny.ipynb", as_version=4)
+    injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert "x = 21" in injected[0].source and f'output_dir = "{out}"' in injected[0].source
+
+
+def test_failing_notebook_exits_1_and_keeps_executed_copy(tmp_path, capsys):
+    write_notebook(tmp_path / "boom.ipynb", "print('ok')", "raise ValueError('kaput')",
+                   params='output_dir = ""')
+    rc = main(["run", "boom", "--notebook-dir", str(tmp_path), "--output-root", str(tmp_path / "out")])
+
+    assert rc == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: ") and "boom.ipynb failed in cell 4 (exec count 4): " in err
+    assert "ValueError: kaput; see " in err and err.endswith("out/boom/default/boom.ipynb")
+    executed = nbformat.read(tmp_path / "out" / "boom" / "default" / "boom.ipynb", as_version=4)
+    assert any(o.get("ename") == "ValueError" for c in executed.cells for o in c.get("outputs", []))
+
+
+def test_batch_stops_at_first_failure(tmp_path, capsys):
+    write_notebook(tmp_path / "a_boom.ipynb", "raise RuntimeError('no')", params='output_dir = ""')
+    write_notebook(tmp_path / "b_fine.ipynb", "pass", params='output_dir = ""')
+
+    rc = main(["batch", "--notebook-dir", str(tmp_path), "--output-root", str(tmp_path / "out")])
+
+    assert rc == 1
+    assert "batch: a_boom/default FAILED (exit 1)" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "b_fine").exists()
