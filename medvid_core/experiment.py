@@ -101,6 +101,9 @@ class Cohort:
 
 
 _COHORTS: dict[tuple, Cohort] = {}
+# columns of a results table, so that an empty one (models=[]) still has them
+TABLE_COLUMNS = ["model", "cohort", "accuracy", "ci_low", "ci_high", "ci_half_width", "params_m",
+                 "train_s_per_epoch", "inference_ms"]
 
 
 def get_cohort(name: str, *, data_roots: dict[str, str] | None = None, seed: int = 0, test_size: float = 0.3,
@@ -119,9 +122,10 @@ def run_table(models: list[str], cohorts: list[str], *, data_roots: dict[str, st
               test_size: float = 0.3, image_size: int = 64, seed: int = 0, **trial_kwargs) -> tuple[pd.DataFrame, dict]:
     """`run_trial` for every cohort x model; returns the table (one row each) and the trials."""
     trials = {}
-    for name in cohorts:
+    for name in cohorts if models else []:
         c = get_cohort(name, data_roots=data_roots, seed=seed, test_size=test_size, image_size=image_size)
         for model in models:
             trials[name, model] = run_trial(model, c.train, c.test, store=c.store, num_classes=len(c.classes),
                                             seed=seed, cohort=name, **trial_kwargs)
-    return pd.DataFrame([t.row() for t in trials.values()]), trials
+    rows = [t.row() for t in trials.values()]
+    return (pd.DataFrame(rows) if rows else pd.DataFrame(columns=TABLE_COLUMNS)), trials

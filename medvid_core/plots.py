@@ -110,3 +110,13 @@ def accuracy_vs_k(table: pd.DataFrame, *, path=None):
     ax.set(xlabel="frames per clip K", ylabel="bootstrapped test accuracy")
     ax.legend(fontsize=8)
     return _finish(fig, path)
+
+
+def confidence_vs_atrophy(trials: dict, test: pd.DataFrame, *, positive: str, path=None):
+    """Each test scan: ground-truth atrophy (synthetic cohorts) against the model's P(disease)."""
+    fig, axes = plt.subplots(1, len(trials), figsize=(4 * len(trials), 3), squeeze=False)
+    for ax, (name, t) in zip(axes[0], trials.items()):
+        ax.scatter(test["atrophy"], t.test["probabilities"][:, 1], c=test["target"], cmap="coolwarm", s=15)
+        ax.axhline(0.5, color="0.7", lw=1)
+        ax.set(title=name, xlabel="ground-truth atrophy (red: patient)", ylabel=f"P({positive})")
+    return _finish(fig, path)

@@ -29,6 +29,8 @@ from typing import Any
 import nbformat
 import yaml
 
+from .paths import REPO_ROOT
+
 __all__ = [
     "Param",
     "ParamError",
@@ -42,10 +44,8 @@ __all__ = [
     "main",
 ]
 
-#: Where notebooks execute (papermill ``cwd``), so relative paths such as
-#: ``data/`` mean the same thing in every study, wherever the CLI was started.
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
+# Notebooks execute in REPO_ROOT (papermill ``cwd``), so relative paths such as
+# ``data/`` mean the same thing in every study, wherever the CLI was started.
 #: The parameter the runner sets itself; every study declares it.
 OUTPUT_DIR = "output_dir"
 

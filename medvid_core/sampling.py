@@ -39,7 +39,8 @@ VIEW_AXIS = {"sagittal": 0, "coronal": 1, "axial": 2}
 def volume_to_frames(volume: np.ndarray, view: str) -> np.ndarray:
     """(frames, rows, cols) of a canonical RAS volume along the view's slice axis.
 
-    Frames are shown the radiological way round: superior (or anterior, for axial) up.
+    Frames are shown superior (or anterior, for axial) up; coronal and axial columns run from the
+    subject's left to right (neurological convention).
     """
     if view not in VIEW_AXIS:
         raise ValueError(f"unknown view {view!r}; choose from: {', '.join(VIEW_AXIS)}")

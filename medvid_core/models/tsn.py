@@ -53,12 +53,13 @@ class TSN(nn.Module):
         if in_channels != 3:
             net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
             nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
-        self.shifts = nn.ModuleList()
+        shifts = []
         if shift:
             for layer in (net.layer1, net.layer2, net.layer3, net.layer4):
                 for block in layer:
                     block.conv1 = TemporalShift(block.conv1, fold_div=shift_div)
-                    self.shifts.append(block.conv1)
+                    shifts.append(block.conv1)
+        self.shifts = tuple(shifts)  # a plain tuple: they are registered once, inside the backbone
         feat_dim = net.fc.in_features
         net.fc = nn.Identity()
         self.backbone = net

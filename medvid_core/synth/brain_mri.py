@@ -226,6 +226,7 @@ def ensure_cohort(root: str | Path, preset: str = "small", *, seed: int = 0) -> 
     tag = f"video4mri-brain-mri preset={preset} seed={seed} v1\n"
     if manifest.exists() and stamp.exists() and stamp.read_text() == tag:
         return manifest
+    stamp.unlink(missing_ok=True)  # an interrupted run must not leave a valid-looking stamp
     make_cohort(root, preset, seed=seed)
     stamp.write_text(tag)
     return manifest
