@@ -9,14 +9,6 @@ import torch.nn as nn
 from medvid_core.metrics import bootstrap_accuracy, efficiency, inference_ms
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def seventy_percent():
     y_true = np.arange(100) % 2
     y_pred = y_true.copy()

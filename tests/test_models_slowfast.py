@@ -15,15 +15,6 @@ ALPHA, BETA_INV = 8, 8
 SLOW_CHANNELS_AT_FUSION = (64, 256, 512, 1024)  # slow width after stem, res2, res3, res4
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on a small shared CPU this is faster than two threads contending."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def model(one_thread) -> SlowFast:
     torch.manual_seed(0)

@@ -21,14 +21,6 @@ from medvid_core.train import (
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(autouse=True)
 def restore_determinism():
     """seed_everything switches on deterministic algorithms process-wide; undo it after each test."""

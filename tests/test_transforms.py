@@ -9,14 +9,6 @@ from medvid_core.transforms import BatchMix, VideoAugment
 K, H, W = 5, 24, 24
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def image(seed=0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     img = torch.rand(H, W, generator=g)
