@@ -3,9 +3,11 @@
 Measures, on the machine it runs on, for every registered model with a 2-class head and
 one input channel:
   * trainable parameters, against the paper's Table 2 (relative difference in %);
-  * inference ms/sample: batch 1, eval mode, no_grad, after a warm-up, median of repeats;
+  * inference ms/sample: batch 1, eval mode, no_grad, median of repeats;
   * training s per 100 samples: forward + backward + AdamW step on batches of random
-    clips, train mode, after a warm-up step, median of repeats;
+    clips, train mode, median of repeats;
+each after WARMUP untimed calls, in wall-clock time and in process CPU time (see
+`_median_times`; on a shared CPU run with --threads 1 and trust the CPU column);
 then the ratios the paper's argument rests on (TSM vs TSN cost, 3D-ResNet-18 vs TSM-R18)
 and, if pytorchvideo 0.1.5 is importable, our SlowFast-R50 against its `create_slowfast`.
 Absolute times are not comparable with the paper's (GPU, other input size); ratios are.
@@ -39,9 +41,10 @@ def _sync(device: str) -> None:
 def _median_times(fn, *, repeats: int, device: str) -> tuple[float, float]:
     """Run `fn` WARMUP times untimed, then `repeats` times; median wall-clock and median CPU seconds.
 
-    Wall clock (time.perf_counter) is the figure asked for; process CPU time (all threads of this
-    process) is robust to other jobs taking the cores, and equals wall clock for an undisturbed
-    one-thread run -- on a shared machine compare the CPU column with --threads 1.
+    Wall clock (time.perf_counter) is the figure reported; process CPU time (all threads of this
+    process) is immune to other jobs taking the cores and equals wall clock for an undisturbed
+    one-thread CPU run. With several threads it also counts OpenMP spin-waiting, and on CUDA it
+    is host time only, so read it with --threads 1 on a shared CPU.
     """
     for _ in range(WARMUP):
         fn()
@@ -108,10 +111,11 @@ def _ratios(a: dict, b: dict, name: str, out: dict, *, limit_pct: float | None =
 
 
 def _row(name: str, r: dict) -> str:
-    return (f"{name:14}{r['params_m']:9.2f}{r.get('paper_params_m', float('nan')):9.2f}"
-            f"{r.get('params_diff_pct', float('nan')):+8.2f}{r['inference_ms']:10.1f}{r['inference_cpu_ms']:9.1f}"
-            f"{r.get('paper_inference_ms', float('nan')):10.1f}{r['train_s_per_100']:10.2f}"
-            f"{r['train_cpu_s_per_100']:9.2f}{r.get('paper_train_s', float('nan')):9.0f}")
+    cols = [("params_m", "9.2f"), ("paper_params_m", "9.2f"), ("params_diff_pct", "+8.2f"), ("inference_ms", "10.1f"),
+            ("inference_cpu_ms", "9.1f"), ("paper_inference_ms", "10.1f"), ("train_s_per_100", "10.2f"),
+            ("train_cpu_s_per_100", "9.2f"), ("paper_train_s", "9.0f")]
+    return name.ljust(14) + "".join(  # blank where there is no figure (the paper has none for pytorchvideo)
+        format(r[key], spec) if key in r else " " * int(spec.strip("+").split(".")[0]) for key, spec in cols)
 
 
 HEADER = (f"{'model':14}{'params M':>9}{'paper M':>9}{'diff %':>8}{'infer ms':>10}{'cpu ms':>9}{'paper ms':>10}"
@@ -125,7 +129,8 @@ def _slowfast_vs_pytorchvideo(args, frames: int) -> dict | None:
             from pytorchvideo.models.slowfast import create_slowfast
     except ImportError:
         print("\nSlowFast vs pytorchvideo: skipped (pytorchvideo not importable); get it with `.venv/bin/python -m pip"
-              " install --target /tmp/pv --no-deps pytorchvideo==0.1.5 fvcore iopath` and run with PYTHONPATH=/tmp/pv")
+              " install --target /tmp/pv --no-deps pytorchvideo==0.1.5 fvcore iopath yacs tabulate termcolor"
+              " portalocker` and run with PYTHONPATH=/tmp/pv")
         return None
     shape = (1, frames, args.size, args.size)
     torch.manual_seed(0)
@@ -157,7 +162,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--repeats", type=int, default=3, help="timed repeats (median is reported)")
     p.add_argument("--models", nargs="+", default=MODELS, choices=MODELS)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch intra-op threads")
     p.add_argument("--json", help="also write the figures to this JSON file")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -166,6 +171,10 @@ def main(argv: list[str] | None = None) -> dict:
           f" | {torch.get_num_threads()} threads | training batch {args.batch} | median of {args.repeats} repeats")
     print("infer: ms/sample at batch 1; train: s per 100 samples (fwd + bwd + AdamW); cpu: process CPU time;"
           " paper: Video4MRI Table 2 (GPU, its own input size)")
+    # Warm the process up once: otherwise the first model measured pays for glibc's allocator
+    # growing its heap and raising its mmap threshold (10-25% slower here, whichever model was first).
+    measure_training(get_model(args.models[0], num_classes=2, in_channels=1), shape, batch=args.batch,
+                     device=args.device, repeats=1)
     print(HEADER)
     rows = {}
     for name in args.models:
@@ -187,7 +196,9 @@ def main(argv: list[str] | None = None) -> dict:
         if f"tsm_{depth}" in rows and f"tsn_{depth}" in rows:
             _ratios(rows[f"tsm_{depth}"], rows[f"tsn_{depth}"], f"TSM/TSN-{depth.upper()}", ratios, limit_pct=5)
     if "resnet3d_18" in rows and "tsm_r18" in rows:
-        _ratios(rows["resnet3d_18"], rows["tsm_r18"], "3D-ResNet-18/TSM-R18", ratios, paper=(38.4 / 28.9, 36 / 20))
+        t2 = VIDEO4MRI_TABLE2  # paper: 38.4 / 28.9 ms = 1.33 and 36 / 20 s = 1.8
+        paper = tuple(t2.loc["resnet3d_18", k] / t2.loc["tsm_r18", k] for k in ("inference_ms", "train_s"))
+        _ratios(rows["resnet3d_18"], rows["tsm_r18"], "3D-ResNet-18/TSM-R18", ratios, paper=paper)
 
     slowfast = _slowfast_vs_pytorchvideo(args, args.frames if args.frames >= 8 else 8)
     out = {"meta": {"input": list(shape), "torch": torch.__version__, "device": args.device,
