@@ -1,6 +1,7 @@
 """The MONAI 3D-ResNet family as registered: head dropout, `fc` convention, it trains."""
 import torch
-import torch.nn.functional as F
+
+from helpers import train_losses
 
 from medvid_core.models import get_model
 
@@ -18,12 +19,5 @@ def test_tiny_training_run_lowers_the_loss():
     y = torch.tensor([0, 1] * 4)
     x[y == 1, :, :, 4:12, 4:12] += 1.0  # class 1: a bright block through every slice
     net = get_model("resnet3d_18", dropout=0.0)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    losses = []
-    for _ in range(4):
-        loss = F.cross_entropy(net(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = train_losses(net, x, y, steps=4)
     assert losses[-1] < losses[0]

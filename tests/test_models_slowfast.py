@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from helpers import toy_clips, train_losses
 import torch.nn as nn
 
 from medvid_core.models import count_parameters, get_model, list_models
@@ -82,18 +83,8 @@ def test_kwargs_and_odd_fusion_kernel():
 
 def test_tiny_training_run_reduces_loss():
     torch.manual_seed(0)
-    n, frames, size = 8, 8, 32
-    labels = torch.arange(n) % 2
-    clips = 0.1 * torch.randn(n, 1, frames, size, size)
-    clips[labels == 1, :, :, 8:24, 8:24] += 1.0  # class 1: a bright cube in the middle of every slice
+    clips, labels = toy_clips(frames=8)
     model = get_model("slowfast_r50", num_classes=2, dropout=0.0).train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    losses = []
-    for _ in range(3):
-        loss = nn.functional.cross_entropy(model(clips), labels)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = train_losses(model, clips, labels, steps=3)
     assert all(math.isfinite(v) for v in losses)
     assert losses[-1] < 0.5 * losses[0], losses

@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from helpers import toy_clips, train_losses
 import torch.nn as nn
 
 from medvid_core.models import count_parameters, get_model, list_models
@@ -179,18 +180,8 @@ def test_frame_order_matters_for_tsm_only(tsn, tsm):
 
 def test_tiny_training_run_reduces_loss():
     torch.manual_seed(0)
-    n, frames, size = 8, 4, 32
-    labels = torch.arange(n) % 2
-    clips = 0.1 * torch.randn(n, 1, frames, size, size)
-    clips[labels == 1, :, :, 8:24, 8:24] += 1.0  # class 1: a bright square in every slice
+    clips, labels = toy_clips(frames=4)
     model = get_model("tsm_r18", num_classes=2, dropout=0.0).train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    losses = []
-    for _ in range(4):
-        loss = nn.functional.cross_entropy(model(clips), labels)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = train_losses(model, clips, labels, steps=4)
     assert all(math.isfinite(v) for v in losses)
     assert losses[-1] < 0.5 * losses[0], losses
