@@ -6,7 +6,7 @@ one input channel:
   * inference ms/sample: batch 1, eval mode, no_grad, median of repeats;
   * training s per 100 samples: forward + backward + AdamW step on batches of random
     clips, train mode, median of repeats;
-each after WARMUP untimed calls, in wall-clock time and in process CPU time (see
+each after WARMUP untimed calls, the models timed round-robin, in wall-clock time and in process CPU time (see
 `_median_times`; on a shared CPU run with --threads 1 and trust the CPU column);
 then the ratios the paper's argument rests on (TSM vs TSN cost, 3D-ResNet-18 vs TSM-R18)
 and, if pytorchvideo 0.1.5 is importable, our SlowFast-R50 against its `create_slowfast`.
@@ -38,44 +38,51 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def _median_times(fn, *, repeats: int, device: str) -> tuple[float, float]:
-    """Run `fn` WARMUP times untimed, then `repeats` times; median wall-clock and median CPU seconds.
+def _median_times(fns: dict, *, repeats: int, device: str) -> dict:
+    """Median wall-clock and CPU seconds of each callable in `fns`, timed round-robin.
 
-    Wall clock (time.perf_counter) is the figure reported; process CPU time (all threads of this
-    process) is immune to other jobs taking the cores and equals wall clock for an undisturbed
-    one-thread CPU run. With several threads it also counts OpenMP spin-waiting, and on CUDA it
-    is host time only, so read it with --threads 1 on a shared CPU.
+    Each runs WARMUP times untimed, then `repeats` rounds call every one once in turn, so a
+    slow stretch of the machine hits all of them alike and their ratios stay fair (timing one
+    model after the other let drift alone move TSM/TSN by +-5%). Wall clock
+    (time.perf_counter) is the figure reported; process CPU time (all threads of this process)
+    is immune to other jobs taking the cores and equals wall clock for an undisturbed one-thread
+    CPU run. With several threads it also counts OpenMP spin-waiting, and on CUDA it is host
+    time only, so read it with --threads 1 on a shared CPU.
     """
     for _ in range(WARMUP):
-        fn()
+        for fn in fns.values():
+            fn()
     _sync(device)
-    walls, cpus = [], []
+    walls, cpus = {k: [] for k in fns}, {k: [] for k in fns}
     for _ in range(repeats):
-        wall, cpu = time.perf_counter(), time.process_time()
-        fn()
-        _sync(device)
-        walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
-    return statistics.median(walls), statistics.median(cpus)
+        for k, fn in fns.items():
+            wall, cpu = time.perf_counter(), time.process_time()
+            fn()
+            _sync(device)
+            walls[k].append(time.perf_counter() - wall)
+            cpus[k].append(time.process_time() - cpu)
+    return {k: (statistics.median(walls[k]), statistics.median(cpus[k])) for k in fns}
 
 
-def measure_inference(model: nn.Module, shape: tuple[int, ...], *, device: str = "cpu", repeats: int = 3,
-                      wrap=lambda x: x) -> dict:
-    """ms for one forward pass of one clip of `shape` = (C, T, H, W): batch 1, eval mode, no_grad.
+def inference_step(model: nn.Module, shape: tuple[int, ...], *, device: str = "cpu", wrap=lambda x: x):
+    """One forward pass of one clip of `shape` = (C, T, H, W): batch 1, eval mode, no_grad.
 
     `wrap` adapts the clip to the model's input; it is applied on every call because
     pytorchvideo's multipathway blocks overwrite their input list in place.
     """
     model.eval().to(device)
     x = torch.randn(1, *shape, device=device)
-    with torch.no_grad():
-        wall, cpu = _median_times(lambda: model(wrap(x)), repeats=repeats, device=device)
-    return {"inference_ms": 1000 * wall, "inference_cpu_ms": 1000 * cpu}
+
+    @torch.no_grad()
+    def step() -> None:
+        model(wrap(x))
+
+    return step
 
 
-def measure_training(model: nn.Module, shape: tuple[int, ...], *, batch: int = 4, device: str = "cpu",
-                     repeats: int = 3, wrap=lambda x: x) -> dict:
-    """Seconds per 100 samples of forward + backward + AdamW step on batches of random clips (train mode)."""
+def training_step(model: nn.Module, shape: tuple[int, ...], *, batch: int = 4, device: str = "cpu",
+                  wrap=lambda x: x):
+    """Forward + cross-entropy + backward + AdamW step on a batch of random clips (train mode)."""
     model.train().to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)  # its state is allocated in the warm-up steps
     x = torch.randn(batch, *shape, device=device)
@@ -86,8 +93,18 @@ def measure_training(model: nn.Module, shape: tuple[int, ...], *, batch: int = 4
         F.cross_entropy(model(wrap(x)), y).backward()
         opt.step()
 
-    wall, cpu = _median_times(step, repeats=repeats, device=device)
-    return {"train_s_per_100": 100 * wall / batch, "train_cpu_s_per_100": 100 * cpu / batch}
+    return step
+
+
+def measure(models: dict, shape: tuple[int, ...], *, batch: int = 4, device: str = "cpu", repeats: int = 3) -> dict:
+    """`models`: name -> (model, wrap). Inference ms/sample and training s/100 samples, all timed round-robin."""
+    kw = dict(repeats=repeats, device=device)
+    infer = _median_times({k: inference_step(m, shape, device=device, wrap=w) for k, (m, w) in models.items()}, **kw)
+    train = _median_times({k: training_step(m, shape, batch=batch, device=device, wrap=w)
+                           for k, (m, w) in models.items()}, **kw)
+    return {k: {"inference_ms": 1000 * infer[k][0], "inference_cpu_ms": 1000 * infer[k][1],
+                "train_s_per_100": 100 * train[k][0] / batch, "train_cpu_s_per_100": 100 * train[k][1] / batch}
+            for k in models}
 
 
 def _pct(a: float, b: float) -> float:
@@ -143,10 +160,9 @@ def _slowfast_vs_pytorchvideo(args, frames: int) -> dict | None:
           f"{'' if frames == args.frames else f' (K raised to {frames}: the fast path needs >= 8 frames)'}")
     print(HEADER)
     res = {"frames": frames}
-    for name, (model, wrap) in models.items():
-        kw = dict(device=args.device, repeats=args.repeats, wrap=wrap)
-        res[name] = {"params_m": count_parameters(model) / 1e6, **measure_inference(model, shape, **kw),
-                     **measure_training(model, shape, batch=args.batch, **kw)}
+    times = measure(models, shape, batch=args.batch, device=args.device, repeats=args.repeats)
+    for name, (model, _) in models.items():
+        res[name] = {"params_m": count_parameters(model) / 1e6, **times[name]}
         print(_row(name, res[name]), flush=True)
     print(f"params differ by {_pct(res['ours']['params_m'], res['pytorchvideo']['params_m']):+.2f}%; "
           f"time ours / pytorchvideo (throughput ratio = 1 / this):")
@@ -171,24 +187,21 @@ def main(argv: list[str] | None = None) -> dict:
           f" | {torch.get_num_threads()} threads | training batch {args.batch} | median of {args.repeats} repeats")
     print("infer: ms/sample at batch 1; train: s per 100 samples (fwd + bwd + AdamW); cpu: process CPU time;"
           " paper: Video4MRI Table 2 (GPU, its own input size)")
-    # Warm the process up once: otherwise the first model measured pays for glibc's allocator
-    # growing its heap and raising its mmap threshold (10-25% slower here, whichever model was first).
-    measure_training(get_model(args.models[0], num_classes=2, in_channels=1), shape, batch=args.batch,
-                     device=args.device, repeats=1)
     print(HEADER)
-    rows = {}
+    models = {}
     for name in args.models:
         torch.manual_seed(0)
-        model = get_model(name, num_classes=2, in_channels=1)
+        models[name] = (get_model(name, num_classes=2, in_channels=1), lambda x: x)
+    times = measure(models, shape, batch=args.batch, device=args.device, repeats=args.repeats)
+    rows = {}
+    for name, (model, _) in models.items():
         paper = VIDEO4MRI_TABLE2.loc[name]
-        kw = dict(device=args.device, repeats=args.repeats)
         r = {"params_m": count_parameters(model) / 1e6, "paper_params_m": float(paper["params_m"]),
-             **measure_inference(model, shape, **kw), "paper_inference_ms": float(paper["inference_ms"]),
-             **measure_training(model, shape, batch=args.batch, **kw), "paper_train_s": float(paper["train_s"])}
+             **times[name], "paper_inference_ms": float(paper["inference_ms"]), "paper_train_s": float(paper["train_s"])}
         r["params_diff_pct"] = _pct(r["params_m"], r["paper_params_m"])
         rows[name] = r
         print(_row(name, r), flush=True)
-        del model
+    del models
 
     ratios = {}
     print("\nRatios, time of A / time of B")

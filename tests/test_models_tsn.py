@@ -79,6 +79,23 @@ def test_shift_does_not_mix_clips_and_keeps_input():
     assert torch.equal(out[4:8], alone)
 
 
+@pytest.mark.parametrize("fold_div", [8, 4])
+def test_shift_gradient_is_the_reverse_shift(fold_div):
+    # the hand-written backward against finite differences (double precision)
+    x = torch.randn(2 * 3, 8, 2, 2, dtype=torch.double, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda v: TemporalShift.shift(v, 3, fold_div), (x,))
+    # and against autograd through plain indexing
+    g = torch.randn(6, 8, 2, 2, dtype=torch.double)
+    TemporalShift.shift(x, 3, fold_div).backward(g)
+    ref = x.detach().clone().requires_grad_()
+    v, fold = ref.view(2, 3, 8, 2, 2), 8 // fold_div
+    plain = torch.cat([torch.cat([v[:, 1:, :fold], torch.zeros_like(v[:, :1, :fold])], 1),
+                       torch.cat([torch.zeros_like(v[:, :1, fold:2 * fold]), v[:, :-1, fold:2 * fold]], 1),
+                       v[:, :, 2 * fold:]], 2)
+    plain.reshape(6, 8, 2, 2).backward(g)
+    assert torch.equal(x.grad, ref.grad)
+
+
 def test_shift_wraps_first_conv_of_every_block_for_tsm_only():
     for name, n_blocks in (("tsm_r18", 8), ("tsm_r50", 16)):
         m = get_model(name)
