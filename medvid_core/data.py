@@ -60,6 +60,13 @@ def subject_split(df: pd.DataFrame, *, test_size: float = 0.3, seed: int = 0) ->
     return train.reset_index(drop=True), test.reset_index(drop=True)
 
 
+def subsample_subjects(df: pd.DataFrame, *, frac: float, seed: int = 0) -> pd.DataFrame:
+    """A stratified random `frac` of the subjects, each with all its sessions: a laptop-sized cohort."""
+    if not 0 < frac <= 1:
+        raise ValueError(f"cohort_scale must be in (0, 1], got {frac}")
+    return df if frac == 1 else subject_split(df, test_size=1 - frac, seed=seed)[0]
+
+
 def check_no_leakage(train: pd.DataFrame, test: pd.DataFrame, *, key: str = "subject") -> None:
     shared = sorted(set(train[key]) & set(test[key]))
     if shared:

@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from .data import FrameStore, VolumeDataset, read_manifest, subject_split
+from .data import FrameStore, VolumeDataset, read_manifest, subject_split, subsample_subjects
 from .metrics import bootstrap_accuracy, efficiency
 from .models import get_model
 from .paths import DATA_DIR
@@ -107,23 +107,30 @@ TABLE_COLUMNS = ["model", "cohort", "accuracy", "ci_low", "ci_high", "ci_half_wi
 
 
 def get_cohort(name: str, *, data_roots: dict[str, str] | None = None, seed: int = 0, test_size: float = 0.3,
-               image_size: int = 64) -> Cohort:
-    """Load (once per notebook run) and split cohort `name`: a real folder from `data_roots`, else synthetic."""
+               image_size: int = 64, cohort_scale: float = 1.0) -> Cohort:
+    """Load (once per notebook run) and split cohort `name`: a real folder from `data_roots`, else synthetic.
+
+    `cohort_scale` < 1 keeps that fraction of the subjects (stratified, all sessions of each)
+    before the split: the same class ratio, view and sessions per subject at a laptop's size.
+    """
     data_root = (data_roots or {}).get(name, "")
-    key = (name, data_root, seed, test_size, image_size)
+    key = (name, data_root, seed, test_size, image_size, cohort_scale)
     if key not in _COHORTS:
         df, classes = load_cohort(cohort=name, data_root=data_root, seed=seed)
+        df = subsample_subjects(df, frac=cohort_scale, seed=seed)
         train, test = subject_split(df, test_size=test_size, seed=seed)
         _COHORTS[key] = Cohort(name, classes, train, test, FrameStore(image_size=image_size))
     return _COHORTS[key]
 
 
 def run_table(models: list[str], cohorts: list[str], *, data_roots: dict[str, str] | None = None,
-              test_size: float = 0.3, image_size: int = 64, seed: int = 0, **trial_kwargs) -> tuple[pd.DataFrame, dict]:
+              test_size: float = 0.3, image_size: int = 64, cohort_scale: float = 1.0, seed: int = 0,
+              **trial_kwargs) -> tuple[pd.DataFrame, dict]:
     """`run_trial` for every cohort x model; returns the table (one row each) and the trials."""
     trials = {}
     for name in cohorts if models else []:
-        c = get_cohort(name, data_roots=data_roots, seed=seed, test_size=test_size, image_size=image_size)
+        c = get_cohort(name, data_roots=data_roots, seed=seed, test_size=test_size, image_size=image_size,
+                       cohort_scale=cohort_scale)
         for model in models:
             trials[name, model] = run_trial(model, c.train, c.test, store=c.store, num_classes=len(c.classes),
                                             seed=seed, cohort=name, **trial_kwargs)

@@ -19,6 +19,7 @@ from medvid_core.data import (
     prepare_frames,
     read_manifest,
     subject_split,
+    subsample_subjects,
 )
 
 CLASSES = ["NC", "PD"]
@@ -142,6 +143,19 @@ def test_subject_split_is_deterministic_per_seed(df):
     pd.testing.assert_frame_equal(a, b)
     test_sets = {frozenset(subject_split(df, seed=s)[1]["subject"]) for s in range(6)}
     assert len(test_sets) > 1
+
+
+def test_subsample_subjects_keeps_ratio_and_sessions(df):
+    assert subsample_subjects(df, frac=1.0) is df
+    half = subsample_subjects(df, frac=0.5, seed=0)
+    per_subject = half.groupby("subject")["target"].first()
+    assert len(per_subject) == 6 and per_subject.sum() == 3  # 6 of 12 subjects, still half patients
+    counts = df.groupby("subject").size()
+    assert (half.groupby("subject").size() == counts[per_subject.index]).all()  # all sessions kept
+    pd.testing.assert_frame_equal(half, subsample_subjects(df, frac=0.5, seed=0))
+    for bad in (0, -0.5, 1.5):
+        with pytest.raises(ValueError, match="cohort_scale must be in"):
+            subsample_subjects(df, frac=bad)
 
 
 def test_check_no_leakage(df):
