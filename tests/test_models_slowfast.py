@@ -5,8 +5,8 @@ import math
 
 import pytest
 import torch
-from helpers import toy_clips, train_losses
 import torch.nn as nn
+from helpers import assert_tiny_run_learns
 
 from medvid_core.models import count_parameters, get_model, list_models
 from medvid_core.models.slowfast import SlowFast
@@ -82,9 +82,4 @@ def test_kwargs_and_odd_fusion_kernel():
 
 
 def test_tiny_training_run_reduces_loss():
-    torch.manual_seed(0)
-    clips, labels = toy_clips(frames=8)
-    model = get_model("slowfast_r50", num_classes=2, dropout=0.0).train()
-    losses = train_losses(model, clips, labels, steps=3)
-    assert all(math.isfinite(v) for v in losses)
-    assert losses[-1] < 0.5 * losses[0], losses
+    assert_tiny_run_learns("slowfast_r50", frames=8, steps=3)

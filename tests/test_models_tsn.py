@@ -1,12 +1,10 @@
 """TSN / TSM (and the 3D-ResNet baseline): the temporal shift, sizes as in Video4MRI, and they learn."""
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
-from helpers import toy_clips, train_losses
 import torch.nn as nn
+from helpers import assert_tiny_run_learns
 
 from medvid_core.models import count_parameters, get_model, list_models
 from medvid_core.models.tsn import TSN, TemporalShift
@@ -196,9 +194,4 @@ def test_frame_order_matters_for_tsm_only(tsn, tsm):
 
 
 def test_tiny_training_run_reduces_loss():
-    torch.manual_seed(0)
-    clips, labels = toy_clips(frames=4)
-    model = get_model("tsm_r18", num_classes=2, dropout=0.0).train()
-    losses = train_losses(model, clips, labels, steps=4)
-    assert all(math.isfinite(v) for v in losses)
-    assert losses[-1] < 0.5 * losses[0], losses
+    assert_tiny_run_learns("tsm_r18", frames=4, steps=4)
