@@ -58,3 +58,52 @@ class BatchMix:
             video, soft = mix(tv_tensors.Video(x.transpose(1, 2)), y)  # Video is (B, T, C, H, W)
             return video.as_subclass(torch.Tensor).transpose(1, 2).contiguous(), soft
         return x, torch.nn.functional.one_hot(y, self.num_classes).float()
+
+
+# --------------------------------------------------------------------------- Lecture 5 (3D and video):
+# dense optical flow as input channels (two-stream networks) and the three orthogonal views of a volume.
+
+class FlowError(ValueError):
+    """Frames that optical flow cannot use; the message says why."""
+
+
+def farneback_flow(frames, *, pyr_scale: float = 0.5, levels: int = 3, winsize: int = 9, iterations: int = 3,
+                   poly_n: int = 5, poly_sigma: float = 1.1):
+    """Dense Farneback flow (OpenCV) between consecutive frames: (T, H, W) -> (T-1, 2, H, W) float32.
+
+    Channel 0 is the horizontal displacement (+x to the right), channel 1 the vertical one (+y down), in
+    pixels, such that frame[t](y, x) ~ frame[t+1](y + dy, x + dx). Float frames are put on one 0..255 scale
+    for the whole clip (so brightness changes between frames stay visible). Defaults: OpenCV's documented
+    example values, with a 9-pixel window for small frames.
+    """
+    import cv2
+    import numpy as np
+
+    f = np.asarray(frames)
+    if f.ndim != 3 or f.shape[0] < 2:
+        raise FlowError(f"farneback_flow: need (T>=2, H, W) grey frames, got shape {f.shape}")
+    if f.dtype != np.uint8:
+        lo, hi = float(f.min()), float(f.max())
+        f = np.round(255 * (f - lo) / (hi - lo if hi > lo else 1.0)).astype(np.uint8)
+    flows = [cv2.calcOpticalFlowFarneback(a, b, None, pyr_scale, levels, winsize, iterations, poly_n, poly_sigma, 0)
+             for a, b in zip(f[:-1], f[1:])]
+    return np.stack(flows).transpose(0, 3, 1, 2).astype(np.float32)
+
+
+def flow_stack(frames, **flow_kwargs):
+    """Flow of a clip stacked as input channels, Simonyan & Zisserman's temporal-stream input:
+    (T, H, W) -> (2(T-1), H, W) ordered dx_0, dy_0, dx_1, dy_1, ..."""
+    flow = farneback_flow(frames, **flow_kwargs)
+    return flow.reshape(-1, *flow.shape[2:])
+
+
+def orthogonal_views(volume, *, center=None):
+    """The three orthogonal planes through `center` (default: the middle) of a (D, H, W) cube, as Ciompi
+    et al. feed a 2D network: (3, S, S) for a cube of side S, ordered axial (z), coronal (y), sagittal (x)."""
+    import numpy as np
+
+    v = np.asarray(volume)
+    if v.ndim != 3 or len(set(v.shape)) != 1:
+        raise ValueError(f"orthogonal_views: need a cube (S, S, S), got shape {v.shape}")
+    z, y, x = center if center is not None else [s // 2 for s in v.shape]
+    return np.stack([v[z], v[:, y], v[:, :, x]])
