@@ -44,3 +44,111 @@ def efficiency(model: torch.nn.Module, history: list[dict], clip_shape: tuple[in
     secs = [h["train_seconds"] for h in history[1:]] or [h["train_seconds"] for h in history]
     return {"params_m": count_parameters(model) / 1e6, "train_s_per_epoch": float(np.mean(secs)),
             "inference_ms": inference_ms(model, clip_shape)}
+
+
+# --------------------------------------------------------------------------- Lecture 5 (3D and video):
+# Dice, mask IoU and COCO-style average precision for (instance) segmentation; cost of a conv layer.
+
+def dice(pred, target, *, num_classes: int, ignore_index: int | None = None) -> dict[int, float]:
+    """Dice 2|P∩T| / (|P|+|T|) per class of integer label maps (any shape); voxels whose target equals
+    `ignore_index` are left out. A class absent from both gets NaN (nothing to score)."""
+    p, t = np.asarray(pred).ravel(), np.asarray(target).ravel()
+    if p.shape != t.shape:
+        raise ValueError(f"dice: prediction has {p.size} voxels, target {t.size}")
+    if ignore_index is not None:
+        keep = t != ignore_index
+        p, t = p[keep], t[keep]
+    out = {}
+    for c in range(num_classes):
+        pc, tc = p == c, t == c
+        denom = pc.sum() + tc.sum()
+        out[c] = float(2 * (pc & tc).sum() / denom) if denom else float("nan")
+    return out
+
+
+def mask_iou(masks_a, masks_b) -> np.ndarray:
+    """IoU of every pair of binary masks: (Na, H, W) x (Nb, H, W) -> (Na, Nb)."""
+    a = np.asarray(masks_a, dtype=bool).reshape(len(masks_a), -1).astype(np.float64)
+    b = np.asarray(masks_b, dtype=bool).reshape(len(masks_b), -1).astype(np.float64)
+    inter = a @ b.T
+    union = a.sum(1)[:, None] + b.sum(1)[None, :] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+COCO_IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)  # AP[.5:.95] averages these ten
+COCO_RECALL_POINTS = np.linspace(0.0, 1.0, 101)  # COCO interpolates precision at 101 recalls
+
+
+def _coco_ap_one_threshold(images: list[dict], threshold: float, max_dets: int) -> float:
+    scores, matched, n_gt = [], [], 0
+    for im in images:
+        n_gt += len(im["gt"])
+        order = np.argsort(-np.asarray(im["scores"], dtype=float), kind="mergesort")[:max_dets]
+        ious = im["ious"][order] if len(order) else np.zeros((0, len(im["gt"])))
+        taken = np.zeros(len(im["gt"]), bool)
+        for d, det in enumerate(order):
+            best, m = min(threshold, 1 - 1e-10), -1
+            for g in range(len(im["gt"])):  # COCOeval's greedy match: the best free ground truth above t
+                if taken[g] or ious[d, g] < best:
+                    continue
+                best, m = ious[d, g], g
+            if m >= 0:
+                taken[m] = True
+            scores.append(im["scores"][det])
+            matched.append(m >= 0)
+    if n_gt == 0:
+        return float("nan")
+    order = np.argsort(-np.asarray(scores, dtype=float), kind="mergesort")
+    tp = np.cumsum(np.asarray(matched, dtype=float)[order])
+    fp = np.cumsum(1 - np.asarray(matched, dtype=float)[order])
+    recall = tp / n_gt
+    precision = tp / np.maximum(tp + fp, np.spacing(1))
+    precision = np.maximum.accumulate(precision[::-1])[::-1] if len(precision) else precision  # envelope
+    idx = np.searchsorted(recall, COCO_RECALL_POINTS, side="left")
+    q = np.zeros(len(COCO_RECALL_POINTS))  # recalls never reached count as precision 0
+    valid = idx < len(precision)
+    q[valid] = precision[idx[valid]]
+    return float(np.mean(q))
+
+
+def average_precision(gt_masks: list, det_masks: list, det_scores: list, *,
+                      iou_thresholds=COCO_IOU_THRESHOLDS, max_dets: int = 100) -> dict:
+    """COCO mask AP of one class over several images (as pycocotools' COCOeval, area range "all").
+
+    Per image: ground-truth masks (G, H, W), detected masks (D, H, W) and their scores (D,). Detections are
+    matched greedily by descending score to the unmatched ground truth of highest mask IoU >= t; precision
+    is made monotone and read at 101 recall points. Returns AP per threshold, "AP50", "AP75" (when those
+    thresholds are asked for) and "AP" (the mean over `iou_thresholds`, COCO's AP[.5:.95]).
+    """
+    if not (len(gt_masks) == len(det_masks) == len(det_scores)):
+        raise ValueError("average_precision: need one list entry per image for gt_masks, det_masks, det_scores")
+    images = []
+    for g, d, s in zip(gt_masks, det_masks, det_scores):
+        if len(d) != len(s):
+            raise ValueError(f"average_precision: {len(d)} detected masks but {len(s)} scores")
+        ious = mask_iou(d, g) if len(d) and len(g) else np.zeros((len(d), len(g)))
+        images.append({"gt": g, "scores": np.asarray(s, dtype=float), "ious": ious})
+    per_t = {round(float(t), 2): _coco_ap_one_threshold(images, float(t), max_dets) for t in iou_thresholds}
+    out = {"per_threshold": per_t, "AP": float(np.mean(list(per_t.values())))}
+    for name, t in (("AP50", 0.5), ("AP75", 0.75)):
+        if t in per_t:
+            out[name] = per_t[t]
+    return out
+
+
+def layer_cost(layer: torch.nn.Module, input_shape: tuple[int, ...]) -> dict:
+    """Shape, parameters and FLOPs of one layer on an input of `input_shape` (batch included), without
+    computing anything: the layer runs on PyTorch's "meta" device, which only tracks shapes, and
+    torch's FlopCounterMode counts its FLOPs (2 per multiply-add, bias
+    additions not counted). `output_mb` is the float32 output size."""
+    import copy
+
+    from torch.utils.flop_counter import FlopCounterMode
+
+    meta = copy.deepcopy(layer).to("meta")
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        y = meta(torch.empty(input_shape, device="meta"))
+    return {"input_shape": tuple(input_shape), "output_shape": tuple(y.shape),
+            "params": sum(p.numel() for p in layer.parameters()), "gflops": counter.get_total_flops() / 1e9,
+            "output_mb": y.numel() * 4 / 2 ** 20}
