@@ -107,3 +107,70 @@ def orthogonal_views(volume, *, center=None):
         raise ValueError(f"orthogonal_views: need a cube (S, S, S), got shape {v.shape}")
     z, y, x = center if center is not None else [s // 2 for s in v.shape]
     return np.stack([v[z], v[:, y], v[:, :, x]])
+
+
+# --------------------------------------------------------------------------- CNN+RNN on CT (ViPTT-Net):
+# HU windowing, spline-interpolated zoom (SIZ) of a whole volume to a fixed D x H x W, rotation of a volume
+
+
+def hu_to_unit(volume, *, low: float = -1000.0, high: float = 400.0):
+    """Clip Hounsfield units to [low, high] and scale to [0, 1] (float32); the ViPTT-Net code's window."""
+    import numpy as np
+
+    v = np.asarray(volume, dtype=np.float32)
+    return (np.clip(v, low, high) - low) / (high - low)
+
+
+def spline_zoom(volume, *, depth: int, height: int, width: int, order: int = 1):
+    """Spline-interpolated zoom (SIZ): resample a (d, h, w) volume to (depth, height, width) with
+    `scipy.ndimage.zoom` over all three axes at once.
+
+    A volume with fewer slices than `depth` is stretched along z (interpolated), never padded. `order`
+    is the spline order: 1 as the ViPTT-Net code does (after `hu_to_unit`); their earlier uniformizing
+    work zoomed depth only with order 3. Output is float32, clipped to the input's range (order > 1
+    overshoots at edges).
+    """
+    import numpy as np
+    from scipy import ndimage
+
+    v = np.asarray(volume, dtype=np.float32)
+    if v.ndim != 3 or min(v.shape) < 1:
+        raise ValueError(f"spline_zoom: need a (d, h, w) volume, got shape {v.shape}")
+    target = (depth, height, width)
+    out = ndimage.zoom(v, [t / s for t, s in zip(target, v.shape)], order=order, mode="nearest", grid_mode=False)
+    if out.shape != target:  # scipy rounds the output size; guard against an off-by-one
+        raise ValueError(f"spline_zoom: got {out.shape}, expected {target}")
+    return np.clip(out, v.min(), v.max())
+
+
+ROTATION_ANGLES = (-20, -10, -5, 0, 5, 10, 20)  # ViPTT-Net's draw (0 included: unrotated volumes too)
+
+
+def rotate_volume(volume, angle: float, *, order: int = 1):
+    """Rotate every axial slice of a (D, H, W) volume by `angle` degrees about its centre (same size;
+    `scipy.ndimage.rotate`, edges filled with the nearest value), result clipped to the input's range."""
+    import numpy as np
+    from scipy import ndimage
+
+    v = np.asarray(volume, dtype=np.float32)
+    if angle == 0:
+        return v.copy()
+    out = ndimage.rotate(v, angle, axes=(1, 2), reshape=False, order=order, mode="nearest")
+    return np.clip(out, v.min(), v.max())
+
+
+class RandomVolumeRotation:
+    """Rotate a (D, H, W) volume (numpy or torch) by an angle drawn uniformly from `angles`; the draw uses
+    torch's global generator, so `seed_everything` fixes it."""
+
+    def __init__(self, *, angles: tuple[float, ...] = ROTATION_ANGLES, order: int = 1):
+        self.angles, self.order = tuple(angles), order
+
+    def __call__(self, volume):
+        angle = self.angles[int(torch.randint(len(self.angles), (1,)))]
+        if isinstance(volume, torch.Tensor):
+            return torch.from_numpy(rotate_volume(volume.numpy(), angle, order=self.order))
+        return rotate_volume(volume, angle, order=self.order)
+
+    def __repr__(self) -> str:
+        return f"RandomVolumeRotation(angles={self.angles}, order={self.order})"
