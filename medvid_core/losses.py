@@ -24,3 +24,44 @@ def class_weights(targets, num_classes: int) -> torch.Tensor:
     counts = np.bincount(t, minlength=num_classes).astype(float)
     weights = np.divide(t.size, num_classes * counts, out=np.zeros_like(counts), where=counts > 0)
     return torch.tensor(weights, dtype=torch.float32)
+
+
+# --------------------------------------------------------------------------- Lecture 5 (3D and video):
+# sparse-annotation segmentation loss (3D U-Net, Cicek et al. 2016).
+
+class SparseDiceCELoss(torch.nn.Module):
+    """Cross-entropy + soft Dice over the *labelled* voxels only; voxels whose target is `ignore_index`
+    carry no weight at all (Cicek et al.'s sparse annotation: a few labelled slices, the rest unlabelled).
+
+    The mask is applied *after* the softmax: unlabelled voxels enter neither the cross-entropy (its
+    `ignore_index`) nor any Dice sum, so their logits get an exactly zero gradient and the loss value does
+    not depend on them. (MONAI's `MaskedLoss` multiplies the *logits* by the mask before the softmax: an
+    unlabelled voxel then still predicts a uniform 1/C, which enters the Dice denominators.)
+    Input: logits (B, C, *spatial); target: integer labels (B, *spatial) or (B, 1, *spatial).
+    """
+
+    def __init__(self, *, ignore_index: int = 255, dice_weight: float = 1.0, ce_weight: float = 1.0,
+                 smooth: float = 1e-5, include_background: bool = False):
+        super().__init__()
+        self.ignore_index, self.dice_weight, self.ce_weight = ignore_index, dice_weight, ce_weight
+        self.smooth, self.include_background = smooth, include_background  # background Dice off: it dominates
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if target.ndim == logits.ndim:
+            target = target[:, 0]
+        target = target.long()
+        labelled = target != self.ignore_index
+        if not labelled.any():
+            return logits.sum() * 0.0  # nothing labelled in this batch: no signal, a zero gradient
+        ce = torch.nn.functional.cross_entropy(logits, target, ignore_index=self.ignore_index)
+        n_classes = logits.shape[1]
+        onehot = torch.nn.functional.one_hot(torch.where(labelled, target, 0), n_classes).movedim(-1, 1)
+        weight = labelled.unsqueeze(1).to(logits.dtype)
+        probs = logits.softmax(1) * weight  # after the activation: unlabelled voxels drop out entirely
+        onehot = onehot.to(logits.dtype) * weight
+        dims = [0, *range(2, logits.ndim)]
+        inter, denom = (probs * onehot).sum(dims), (probs + onehot).sum(dims)
+        dice = (2 * inter + self.smooth) / (denom + self.smooth)
+        if not self.include_background:
+            dice = dice[1:]
+        return self.ce_weight * ce + self.dice_weight * (1 - dice.mean())
