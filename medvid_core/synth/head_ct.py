@@ -1,0 +1,401 @@
+"""A synthetic head-CT cohort on real anatomy, laid out like the RSNA Intracranial Hemorrhage data.
+
+Anatomy comes from the MNI152 2009 template and its grey/white-matter probability maps that
+ship inside nilearn's wheel (no download): parenchyma, ventricles, sulci and cisterns sit in
+their real places. Around the intracranial space we grow a skull shell (dense tables, lighter
+diploe) and a scalp. Each subject is warped (smooth random deformation, head size, pitch from
+gantry tilt, small roll/yaw and shift), turned into Hounsfield units with per-subject tissue
+offsets and noise, and cut into 5 mm axial slices.
+
+Bleeds follow their subtype, in template space so that they respect the anatomy:
+subdural: a crescent hugging the inner table over a wide arc; epidural: a short, thick
+biconvex lens against the inner table; intraventricular: blood inside the ventricles;
+subarachnoid: blood filling the sulcal CSF of a region; intraparenchymal: a lobulated blob
+in the parenchyma with a hypodense rim. Some subjects have several. Calcifications (high-HU
+specks) appear in negatives too, so "bright = bleed" is not enough. A slice is labelled with
+a subtype when its bleed mask for that subtype covers at least `min_area_mm2`.
+
+On disk, exactly as RSNA: `<root>/stage_2_train/ID_<9 hex>.dcm` (one file per slice, real CT
+tags; scanner profiles differ in BitsStored/PixelRepresentation/intercept), the long label CSV
+`<root>/stage_2_train.csv` (`ID,Label`, rows `ID_<hex>_<subtype>`, with some duplicated
+rows), some unannotated files (whole series missing from the CSV), one file with corrupt pixel
+data, some compressed (RLE Lossless with pydicom's own encoder; JPEG 2000 Lossless with
+pylibjpeg-openjpeg; JPEG-LS needs pyjpegls, not installed here, so none is written), some
+series with the RSNA 12-bit quirk. Ground truth beside: `<root>/masks/<PatientID>.npz`
+(bleed masks as a per-pixel bit field, bit k = subtype k) and `<root>/truth.csv`.
+
+Deterministic: the same preset and seed give the same bytes.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pydicom
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import (CTImageStorage, ExplicitVRLittleEndian, JPEG2000Lossless, RLELossless,
+                         generate_uid)
+from scipy import ndimage
+
+SUBTYPES = ("epidural", "intraparenchymal", "intraventricular", "subarachnoid", "subdural", "any")
+BLEEDS = SUBTYPES[:5]
+HU = {"air": -1000.0, "scalp": 35.0, "fat": -90.0, "table": 1500.0, "diploe": 650.0, "csf": 6.0,
+      "gm": 38.0, "wm": 27.0, "blood": 68.0, "calcification": 250.0}
+# scanner storage profiles: (BitsStored, PixelRepresentation, RescaleIntercept)
+PROFILES = ((12, 0, -1024.0), (16, 1, -1024.0), (16, 1, 0.0))
+BRAIN_CENTRE = np.array([0.0, -18.0, 12.0])  # MNI mm, roughly the centre of the intracranial space
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Cohort shape. Slice counts per subject follow from the head height and `slice_mm`."""
+
+    n_subjects: int
+    positive_fraction: float = 0.35  # subjects with at least one bleed (slices: far fewer)
+    rows: int = 128  # pixels per side (RSNA: 512)
+    fov_mm: float = 210.0  # field of view; pixel spacing = fov / rows (jittered per subject)
+    slice_mm: float = 5.0  # slice spacing = thickness, as most RSNA series
+    template_mm: float = 1.5  # resolution the MNI152 maps are resampled to before warping
+    min_area_mm2: float = 20.0  # bleed area on a slice that makes the slice positive
+    unannotated_fraction: float = 0.06  # series left out of the label CSV
+    rle_fraction: float = 0.1  # series stored RLE Lossless
+    j2k_fraction: float = 0.05  # series stored JPEG 2000 Lossless
+    quirk_fraction: float = 0.1  # series with the RSNA 12-bit unsigned quirk
+    duplicate_rows: int = 12  # label rows written twice, as in the real CSV
+
+
+PRESETS = {
+    # laptop default: 2 CPU cores generate it in well under a minute
+    "small": Preset(n_subjects=40, positive_fraction=0.5, rows=96),
+    # tiny: unit tests
+    "tiny": Preset(n_subjects=6, positive_fraction=0.5, rows=64, template_mm=2.0, duplicate_rows=3,
+                   rle_fraction=0.16, j2k_fraction=0.16, quirk_fraction=0.16, unannotated_fraction=0.16),
+    # paper-size slices (512 px at ~0.45 mm like RSNA) on a few hundred subjects: a GPU-box job
+    "paper": Preset(n_subjects=400, rows=512, fov_mm=230.0, template_mm=1.0),
+}
+
+
+# ----------------------------------------------------------------------------- anatomy (template space)
+@dataclass
+class Template:
+    """MNI152 maps at `mm` resolution plus what the warp needs to sample them."""
+
+    maps: np.ndarray  # (4, X, Y, Z) float32: grey matter, white matter, signed distance to inner table (mm, + inside), ventricles
+    origin: np.ndarray  # MNI mm of voxel (0, 0, 0)
+    mm: float
+    ventricle_points: np.ndarray  # (n, 3) MNI mm inside the ventricles
+    parenchyma_points: np.ndarray  # (n, 3) MNI mm deep in the parenchyma
+    cortex_points: np.ndarray  # (n, 3) MNI mm near the surface, under the sulci
+
+
+@functools.lru_cache(maxsize=2)
+def template(mm: float = 1.5) -> Template:
+    """Real anatomy from nilearn's packaged MNI152 2009 template (no download)."""
+    from nilearn import datasets
+
+    t1 = datasets.load_mni152_template(resolution=1)
+    gm = datasets.load_mni152_gm_template(resolution=1).get_fdata(dtype=np.float32)
+    wm = datasets.load_mni152_wm_template(resolution=1).get_fdata(dtype=np.float32)
+    brain = t1.get_fdata(dtype=np.float32) > 0.01
+    origin = t1.affine[:3, 3].astype(float)
+    if mm != 1.0:
+        f = 1.0 / mm
+        gm, wm = ndimage.zoom(gm, f, order=1), ndimage.zoom(wm, f, order=1)
+        brain = ndimage.zoom(brain.astype(np.float32), f, order=1) > 0.5
+    # intracranial space: the skull-stripped brain with its sulci and outer CSF closed over
+    r = max(2, int(round(5 / mm)))
+    ball = np.linalg.norm(np.mgrid[-r:r + 1, -r:r + 1, -r:r + 1], axis=0) <= r
+    pad = r + 1
+    ic = ndimage.binary_closing(np.pad(brain, pad), ball)[pad:-pad, pad:-pad, pad:-pad]
+    ic = ndimage.binary_fill_holes(ndimage.binary_dilation(ic, iterations=max(1, int(round(1.5 / mm)))))
+    dist = (ndimage.distance_transform_edt(ic) - ndimage.distance_transform_edt(~ic)) * mm
+    csf = ic & (gm + wm < 0.4)
+    ventricles = csf & (dist > 22) & (np.abs(_mm_axis(origin, mm, gm.shape, 0)) < 30)
+    lab, n = ndimage.label(ventricles)
+    if n:  # keep the big connected pieces (lateral ventricles), drop small deep CSF specks
+        sizes = ndimage.sum(ventricles, lab, range(1, n + 1))
+        ventricles = np.isin(lab, 1 + np.flatnonzero(sizes >= 0.1 * sizes.max()))
+    maps = np.stack([gm, wm, dist.astype(np.float32), ventricles.astype(np.float32)])
+    grid = lambda m: origin + np.argwhere(m) * mm  # noqa: E731
+    sulcal = csf & ~ventricles & (dist > 3) & (dist < 25)
+    deep = (gm + wm > 0.9) & (dist > 20)
+    return Template(maps=maps, origin=origin, mm=mm, ventricle_points=grid(ventricles)[::7],
+                    parenchyma_points=grid(deep)[::50], cortex_points=grid(sulcal)[::20])
+
+
+def _mm_axis(origin, mm, shape, axis) -> np.ndarray:
+    """MNI coordinate along `axis`, broadcastable to a volume of `shape`."""
+    view = [1, 1, 1]
+    view[axis] = shape[axis]
+    return (origin[axis] + np.arange(shape[axis]) * mm).reshape(view)
+
+
+def _sample(tpl: Template, pts: np.ndarray) -> np.ndarray:
+    """Template maps at MNI points (..., 3) -> (4, ...) with trilinear interpolation; outside: no head."""
+    idx = ((pts - tpl.origin) / tpl.mm).reshape(-1, 3).T
+    out = np.empty((4, idx.shape[1]), np.float32)
+    cval = (0.0, 0.0, -100.0, 0.0)
+    for k in range(4):
+        out[k] = ndimage.map_coordinates(tpl.maps[k], idx, order=1, cval=cval[k], prefilter=False)
+    return out.reshape(4, *pts.shape[:-1])
+
+
+# ----------------------------------------------------------------------------- one subject
+def _rotation(pitch, roll, yaw) -> np.ndarray:
+    cx, sx, cy, sy, cz, sz = np.cos(pitch), np.sin(pitch), np.cos(roll), np.sin(roll), np.cos(yaw), np.sin(yaw)
+    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
+    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+def _unit(v):
+    return v / (np.linalg.norm(v, axis=-1, keepdims=True) + 1e-9)
+
+
+def _draw_bleeds(rng: np.random.Generator, tpl: Template, positive: bool) -> list[dict]:
+    """Bleed descriptions (subtype + shape parameters in template space)."""
+    if not positive:
+        return []
+    n = rng.choice([1, 2, 3], p=[0.6, 0.3, 0.1])
+    kinds = rng.choice(BLEEDS, size=n, replace=False, p=[0.06, 0.28, 0.18, 0.22, 0.26])
+    out = []
+    for kind in kinds:
+        side = rng.choice([-1.0, 1.0])
+        if kind in ("subdural", "epidural"):
+            direction = _unit(np.array([side, rng.uniform(-0.8, 0.6), rng.uniform(-0.1, 0.7)]))
+            wide = kind == "subdural"
+            out.append(dict(kind=kind, direction=direction,
+                            arc=np.deg2rad(rng.uniform(45, 75) if wide else rng.uniform(18, 30)),
+                            height=rng.uniform(20, 38) if wide else rng.uniform(12, 20),  # half extent in z (mm)
+                            thickness=rng.uniform(5, 11) if wide else rng.uniform(9, 18)))
+        elif kind == "intraventricular":
+            pts = tpl.ventricle_points
+            out.append(dict(kind=kind, centre=pts[rng.integers(len(pts))], radius=rng.uniform(10, 22)))
+        elif kind == "subarachnoid":
+            pts = tpl.cortex_points
+            out.append(dict(kind=kind, centre=pts[rng.integers(len(pts))], radius=rng.uniform(22, 40)))
+        else:
+            pts = tpl.parenchyma_points
+            out.append(dict(kind=kind, centre=pts[rng.integers(len(pts))], radius=rng.uniform(6, 16),
+                            axes=rng.uniform(0.7, 1.3, 3), lobes=rng.normal(0, 0.12, 4),
+                            phase=rng.uniform(0, 2 * np.pi, 4)))
+    return out
+
+
+def _bleed_mask(b: dict, q: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Boolean mask of one bleed at template points q (..., 3) given the sampled maps m (4, ...)."""
+    gm, wm, dist, vent = m
+    inside = dist > 0
+    if b["kind"] in ("subdural", "epidural"):
+        ang = np.arccos(np.clip(_unit(q - BRAIN_CENTRE) @ b["direction"], -1, 1)) / b["arc"]
+        zc = BRAIN_CENTRE[2] + 60 * b["direction"][2]
+        reach = np.clip(1 - ang**2 - ((q[..., 2] - zc) / b["height"]) ** 2, 0, None)
+        profile = np.sqrt(reach) if b["kind"] == "subdural" else reach  # crescent vs lens
+        return inside & (dist < b["thickness"] * profile)
+    r = np.linalg.norm(q - b["centre"], axis=-1)
+    if b["kind"] == "intraventricular":
+        return (vent > 0.5) & (r < b["radius"])
+    if b["kind"] == "subarachnoid":
+        csf = inside & (gm + wm < 0.45) & (vent < 0.5)
+        return csf & (r < b["radius"]) & (dist < 30)
+    d = (q - b["centre"]) / b["axes"]
+    rr = np.linalg.norm(d, axis=-1)
+    u = _unit(d)
+    wobble = 1 + sum(b["lobes"][k] * np.sin(3 * u[..., k % 3] + 2 * u[..., (k + 1) % 3] + b["phase"][k])
+                     for k in range(4))
+    return inside & (gm + wm > 0.3) & (rr < b["radius"] * wobble)
+
+
+def _subject_volume(rng: np.random.Generator, tpl: Template, preset: Preset, positive: bool):
+    """HU slices (n, rows, rows), bleed bit masks (n, rows, rows) uint8, geometry, bleed list."""
+    rows = preset.rows
+    spacing = preset.fov_mm / rows * rng.uniform(0.95, 1.05)
+    scale = rng.normal(1.0, 0.05)
+    rot = _rotation(np.deg2rad(rng.uniform(-14, 8)), *np.deg2rad(rng.uniform(-4, 4, 2)))
+    shift = np.array([rng.normal(0, 3), rng.normal(-15, 4), 0.0])
+    waves = rng.normal(0, 1, (6, 3)) * (2 * np.pi / rng.uniform(90, 160))
+    amps, phases = rng.normal(0, 2.5, (6, 3)), rng.uniform(0, 2 * np.pi, 6)
+    z0 = rng.uniform(-42, -30)
+    n_slices = int((rng.uniform(78, 90) - z0) // preset.slice_mm) + 1
+    # patient (scanner) coordinates in LPS mm of every pixel centre; head centred in the field
+    c = (np.arange(rows) - (rows - 1) / 2) * spacing
+    zs = z0 + np.arange(n_slices) * preset.slice_mm
+    Z, Y, X = np.meshgrid(zs, c, c, indexing="ij")
+    lps = np.stack([X, Y, Z], -1)
+    ras = lps * np.array([-1.0, -1.0, 1.0]) - shift
+    q = (ras @ rot) / scale  # inverse of: head = rot @ (scale * template)
+    q = q.astype(np.float32)
+    q = q + sum(amps[k].astype(np.float32) * np.sin(q @ waves[k].astype(np.float32) + phases[k])[..., None]
+                for k in range(6))
+    m = _sample(tpl, q)
+    gm, wm, dist, vent = m
+    bleeds = _draw_bleeds(rng, tpl, positive)
+    bits = np.zeros(q.shape[:-1], np.uint8)
+    for b in bleeds:
+        bits |= _bleed_mask(b, q, m).astype(np.uint8) << BLEEDS.index(b["kind"])
+    # tissue -> HU, with per-subject offsets (age, scanner calibration)
+    off = rng.normal(0, 2.0, 3)
+    inside = np.clip(dist / tpl.mm + 0.5, 0, 1)
+    csf = np.clip(1 - gm - wm, 0, 1)
+    brain = gm * (HU["gm"] + off[0]) + wm * (HU["wm"] + off[1]) + csf * (HU["csf"] + off[2])
+    skull_t = rng.uniform(5.5, 8.0) * scale
+    depth = -dist  # mm outside the inner table
+    table = np.exp(-((depth - 0.2 * skull_t) / 1.2) ** 2) + np.exp(-((depth - 0.85 * skull_t) / 1.2) ** 2)
+    bone = np.clip(HU["diploe"] + (HU["table"] - HU["diploe"]) * table, None, HU["table"])
+    in_skull = (depth > 0) & (depth <= skull_t)
+    scalp_t = skull_t + rng.uniform(4, 7)
+    soft = np.where(depth - skull_t < 1.5, HU["fat"], HU["scalp"])
+    hu = np.full(q.shape[:-1], HU["air"], np.float32)
+    hu = np.where((depth > skull_t) & (depth <= scalp_t), soft, hu)
+    hu = np.where(in_skull, bone, hu)
+    hu = np.where(depth <= 0, brain * inside + bone * (1 - inside), hu)
+    # calcifications (choroid plexus, pineal, falx): bright specks in anyone
+    for _ in range(rng.integers(0, 4)):
+        centre = tpl.ventricle_points[rng.integers(len(tpl.ventricle_points))] + rng.normal(0, 4, 3)
+        speck = np.linalg.norm(q - centre, axis=-1) < rng.uniform(1.5, 3.0)
+        hu = np.where(speck & (depth <= 0), HU["calcification"] * rng.uniform(0.5, 1.5), hu)
+    blood = bits > 0
+    if blood.any():
+        level = HU["blood"] + rng.normal(0, 6)
+        soft_mask = ndimage.gaussian_filter(blood.astype(np.float32), (0, 0.6, 0.6))
+        rim = ndimage.gaussian_filter(blood.astype(np.float32), (0, 2.5, 2.5)) - soft_mask
+        hu = np.where(depth <= 0, hu * (1 - soft_mask) + level * soft_mask - 10 * np.clip(rim, 0, 1), hu)
+    hu = hu + np.where(hu > -900, rng.normal(0, rng.uniform(3.5, 6.0), hu.shape), 0)
+    hu = ndimage.gaussian_filter(hu, (0, 0.5, 0.5))  # reconstruction kernel
+    geometry = dict(spacing=spacing, zs=zs, origin_xy=(float(c[0]), float(c[0])))
+    return hu.astype(np.float32), bits, geometry, bleeds
+
+
+# ----------------------------------------------------------------------------- DICOM writing
+def _hexid(*parts, n=9) -> str:
+    return hashlib.sha1("/".join(map(str, parts)).encode()).hexdigest()[:n]
+
+
+def write_ct_slice(path: str | Path, hu: np.ndarray, *, patient: str, study_uid: str, series_uid: str,
+                   sop_uid: str, position: tuple[float, float, float], spacing: float, instance: int = 1,
+                   slope: float = 1.0, intercept: float = -1024.0, bits_stored: int = 16,
+                   pixel_representation: int = 1, syntax: str = "explicit", rsna_quirk: bool = False,
+                   window: tuple[float, float] = (40.0, 80.0)) -> Path:
+    """Write one axial CT slice (HU) as a DICOM file with the tags a real CT series carries.
+
+    `syntax`: "explicit" (uncompressed), "rle" (RLE Lossless, pydicom's encoder) or "j2k"
+    (JPEG 2000 Lossless, pylibjpeg-openjpeg). `rsna_quirk` stores HU wrapped modulo 4096 in
+    12 unsigned bits with intercept 0, as the faulty RSNA series do.
+    """
+    path = Path(path)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = CTImageStorage
+    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = "1.2.826.0.1.3680043.8.498.1"  # pydicom's root, fixed: same bytes
+    ds = pydicom.Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, sop_uid
+    ds.Modality, ds.PatientID, ds.StudyInstanceUID, ds.SeriesInstanceUID = "CT", patient, study_uid, series_uid
+    ds.InstanceNumber = instance
+    ds.ImagePositionPatient = [round(float(v), 3) for v in position]
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    ds.PixelSpacing = [round(float(spacing), 5)] * 2
+    ds.SliceThickness = 5.0
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.Rows, ds.Columns = hu.shape
+    ds.WindowCenter, ds.WindowWidth = window
+    if rsna_quirk:
+        bits_stored, pixel_representation, intercept, slope = 12, 0, 0.0, 1.0
+        stored = np.mod(np.round(np.clip(hu, -1000, 3000)), 4096).astype(np.uint16)
+    else:
+        lo, hi = (0, 2**bits_stored - 1) if pixel_representation == 0 else (-2**(bits_stored - 1), 2**(bits_stored - 1) - 1)
+        stored = np.clip(np.round((hu - intercept) / slope), lo, hi)
+        stored = stored.astype(np.uint16 if pixel_representation == 0 else np.int16)
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, bits_stored, bits_stored - 1
+    ds.PixelRepresentation = pixel_representation
+    ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = intercept, slope, "HU"
+    ds.PixelData = stored.tobytes()
+    if syntax == "rle":
+        ds.compress(RLELossless, stored, generate_instance_uid=False)
+    elif syntax == "j2k":
+        ds.compress(JPEG2000Lossless, stored, generate_instance_uid=False)
+    elif syntax != "explicit":
+        raise ValueError(f"write_ct_slice: unknown syntax {syntax!r}; use explicit, rle or j2k")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+# ----------------------------------------------------------------------------- the cohort
+def generate_cohort(root: str | Path, *, preset: str = "small", seed: int = 0) -> Path:
+    """Write the cohort under `root` (skipped when a stamp says it is already there). Returns `root`."""
+    root = Path(root)
+    p = PRESETS[preset]
+    stamp = root / "cohort.json"
+    want = {"generator": "head_ct/1", "preset": preset, "seed": seed, **asdict(p)}
+    if stamp.exists() and json.loads(stamp.read_text()) == want:
+        return root
+    tpl = template(p.template_mm)
+    master = np.random.default_rng([seed, 4004])
+    n = p.n_subjects
+    n_pos = int(round(p.positive_fraction * n))
+    positive = master.permutation(np.arange(n) < n_pos)
+    count = lambda frac: int(np.ceil(frac * n)) if frac > 0 else 0  # noqa: E731  (at least one when asked)
+    syntax = np.array(["explicit"] * n, dtype=object)
+    order = master.permutation(n)
+    syntax[order[:count(p.rle_fraction)]] = "rle"
+    syntax[order[count(p.rle_fraction):count(p.rle_fraction) + count(p.j2k_fraction)]] = "j2k"
+    quirk = np.isin(np.arange(n), master.permutation(n)[:count(p.quirk_fraction)])
+    unannotated = np.isin(np.arange(n), master.permutation(n)[:count(p.unannotated_fraction)])
+    profiles = master.integers(len(PROFILES), size=n)
+    dcm_dir, mask_dir = root / "stage_2_train", root / "masks"
+    dcm_dir.mkdir(parents=True, exist_ok=True)
+    mask_dir.mkdir(exist_ok=True)
+    truth, labels = [], []
+    for s in range(n):
+        rng = np.random.default_rng([seed, s, 17])
+        hu, bits, geo, bleeds = _subject_volume(rng, tpl, p, bool(positive[s]))
+        patient = f"ID_{_hexid(seed, s, 'patient', n=8)}"
+        study_uid = generate_uid(entropy_srcs=[str(seed), patient, "study"])
+        series_uid = generate_uid(entropy_srcs=[str(seed), patient, "series"])
+        bits_stored, pixrep, intercept = PROFILES[profiles[s]]
+        min_px = p.min_area_mm2 / geo["spacing"] ** 2
+        ids = []
+        for k in range(len(hu)):
+            image = f"ID_{_hexid(seed, s, k)}"
+            ids.append(image)
+            pos = (geo["origin_xy"][0], geo["origin_xy"][1], geo["zs"][k])
+            write_ct_slice(dcm_dir / f"{image}.dcm", hu[k], patient=patient, study_uid=study_uid,
+                           series_uid=series_uid, sop_uid=generate_uid(entropy_srcs=[str(seed), image]),
+                           position=pos, spacing=geo["spacing"], instance=k + 1, intercept=intercept,
+                           bits_stored=bits_stored, pixel_representation=pixrep, syntax=str(syntax[s]),
+                           rsna_quirk=bool(quirk[s]))
+            area = [int(((bits[k] >> j) & 1).sum()) for j in range(5)]
+            lab = [int(a >= min_px) for a in area]
+            lab.append(int(any(lab)))
+            truth.append(dict(image=image, patient=patient, slice=k, z=float(geo["zs"][k]),
+                              syntax=str(syntax[s]), rsna_quirk=bool(quirk[s]), annotated=not unannotated[s],
+                              corrupt=False, **{f"{t}_px": a for t, a in zip(BLEEDS, area)},
+                              **dict(zip(SUBTYPES, lab))))
+            if not unannotated[s]:
+                labels += [(f"{image}_{t}", v) for t, v in zip(SUBTYPES, lab)]
+        np.savez_compressed(mask_dir / f"{patient}.npz", images=np.array(ids), bits=bits)
+    truth = pd.DataFrame(truth)
+    # one (annotated if possible) uncompressed slice gets pixel data of the wrong length (as RSNA's ID_6431af929)
+    plain = truth.index[(truth["syntax"] == "explicit") & truth["annotated"]]
+    plain = plain if len(plain) else truth.index[truth["syntax"] == "explicit"]
+    bad = plain[master.integers(len(plain))]
+    truth.loc[bad, "corrupt"] = True
+    f = dcm_dir / f"{truth.loc[bad, 'image']}.dcm"
+    ds = pydicom.dcmread(f)
+    ds.PixelData = ds.PixelData[: len(ds.PixelData) // 3]
+    ds.save_as(f, enforce_file_format=True)
+    label_df = pd.DataFrame(labels, columns=["ID", "Label"])
+    dup = label_df.iloc[master.choice(len(label_df), size=min(p.duplicate_rows, len(label_df)), replace=False)]
+    label_df = pd.concat([label_df, dup]).sort_index(kind="stable")
+    label_df.to_csv(root / "stage_2_train.csv", index=False)
+    truth.to_csv(root / "truth.csv", index=False)
+    stamp.write_text(json.dumps(want, indent=1))
+    return root
