@@ -1,12 +1,24 @@
-"""Evaluation: the paper's bootstrap accuracy and the efficiency figures of Table 2."""
+"""Evaluation: accuracy, the bootstrap confidence interval, and the one timer for efficiency figures.
+
+Metric functions take `(outputs, targets)` as the trainer's `metric_fn` does and return a dict of floats.
+"""
 from __future__ import annotations
 
+import statistics
 import time
+from typing import Callable
 
 import numpy as np
 import torch
 
 from .models import count_parameters
+
+
+def accuracy(outputs, targets) -> dict:
+    """Argmax accuracy of class scores (N, C) against class indices (N,) or soft/one-hot targets (N, C)."""
+    outputs, targets = torch.as_tensor(outputs), torch.as_tensor(targets)
+    hard = targets.argmax(1) if targets.ndim == 2 else targets
+    return {"accuracy": float((outputs.argmax(1) == hard).float().mean())}
 
 
 def bootstrap_accuracy(y_true, y_pred, *, frac: float = 0.4, n_rounds: int = 100, seed: int = 0) -> dict:
@@ -26,24 +38,69 @@ def bootstrap_accuracy(y_true, y_pred, *, frac: float = 0.4, n_rounds: int = 100
             "half_width": float((high - low) / 2), "samples": accs}
 
 
-@torch.no_grad()
-def inference_ms(model: torch.nn.Module, clip_shape: tuple[int, ...], *, repeats: int = 5, device="cpu") -> float:
-    """Milliseconds per sample for one clip (batch 1) of `clip_shape` = (C, T, H, W), after a warm-up."""
-    model.eval().to(device)
-    x = torch.zeros((1, *clip_shape), device=device)
-    model(x)
-    start = time.perf_counter()
+# --------------------------------------------------------------------------- timing: one timer for all figures
+
+WARMUP = 3  # untimed calls first: oneDNN picks its kernels and glibc raises its mmap threshold over a few calls
+
+
+def _sync(device) -> None:
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def time_calls(fns: dict[str, Callable[[], None]], *, repeats: int = 5, warmup: int = WARMUP,
+               device="cpu") -> dict[str, tuple[float, float]]:
+    """Median wall-clock and process-CPU seconds of each callable, timed round-robin.
+
+    Each runs `warmup` times untimed; then every round calls each one once in turn, so a slow stretch
+    of the machine hits all of them alike and their ratios stay fair. Wall clock is the figure to
+    report; CPU time (all threads of this process) is immune to other jobs on the cores and equals
+    wall clock for an undisturbed one-thread CPU run.
+    """
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    _sync(device)
+    walls, cpus = {k: [] for k in fns}, {k: [] for k in fns}
     for _ in range(repeats):
-        model(x)
-    return 1000 * (time.perf_counter() - start) / repeats
+        for k, fn in fns.items():
+            wall, cpu = time.perf_counter(), time.process_time()
+            fn()
+            _sync(device)
+            walls[k].append(time.perf_counter() - wall)
+            cpus[k].append(time.process_time() - cpu)
+    return {k: (statistics.median(walls[k]), statistics.median(cpus[k])) for k in fns}
 
 
-def efficiency(model: torch.nn.Module, history: list[dict], clip_shape: tuple[int, ...]) -> dict:
-    """Trainable params (M), training s/epoch (mean of epochs after the first, which also reads
-    the files), and inference ms/sample."""
-    secs = [h["train_seconds"] for h in history[1:]] or [h["train_seconds"] for h in history]
+def inference_step(model: torch.nn.Module, input_shape: tuple[int, ...], *, device="cpu",
+                   wrap: Callable = lambda x: x) -> Callable[[], None]:
+    """One no-grad, eval-mode forward pass of one sample of `input_shape` (without the batch axis).
+
+    `wrap` adapts the input to the model (applied on every call: some models overwrite their input).
+    """
+    model.eval().to(device)
+    x = torch.randn(1, *input_shape, generator=torch.Generator().manual_seed(0)).to(device)  # global RNG untouched
+
+    @torch.no_grad()
+    def step() -> None:
+        model(wrap(x))
+
+    return step
+
+
+def inference_ms(model: torch.nn.Module, input_shape: tuple[int, ...], *, repeats: int = 5, device="cpu") -> float:
+    """Milliseconds per sample at batch 1: the median of `repeats` timed calls after the warm-up."""
+    return 1000 * time_calls({"m": inference_step(model, input_shape, device=device)}, repeats=repeats,
+                             device=device)["m"][0]
+
+
+def efficiency(model: torch.nn.Module, epoch_seconds: list[float], input_shape: tuple[int, ...]) -> dict:
+    """Trainable params (M), training s/epoch (mean of the epochs after the first, which also reads the
+    files) and inference ms/sample at batch 1 for one input of `input_shape` (C, T, H, W), with the
+    number of torch threads it was timed with."""
+    secs = list(epoch_seconds[1:]) or list(epoch_seconds)
     return {"params_m": count_parameters(model) / 1e6, "train_s_per_epoch": float(np.mean(secs)),
-            "inference_ms": inference_ms(model, clip_shape)}
+            "inference_ms": inference_ms(model, input_shape), "threads": torch.get_num_threads()}
 
 
 # --------------------------------------------------------------------------- Lecture 5 (3D and video):

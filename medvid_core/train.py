@@ -1,20 +1,35 @@
 """The one trainer: plain functions, no callback framework.
 
-`fit` = AdamW, cross-entropy (soft targets when mixing), linear warm-up then one cosine
-cycle to zero (stepped per batch), weight decay on the classifier `fc` alone, optional
-batch mixing during the first `mix_fraction` of epochs -- Video4MRI's recipe.
+Every study's recipe is a set of keyword arguments to `fit`:
+
+* the loss is passed in as `loss_fn(outputs, targets)` (cross-entropy by default; soft targets work
+  for mixing; `nn.CrossEntropyLoss(weight=...)`, `nn.BCEWithLogitsLoss()`, an ignore-index loss...),
+  and `forward(model, inputs)` replaces `model(inputs)` where one step needs several passes;
+* metrics stay out of the loop: `metric_fn(outputs, targets)` sees a whole epoch's outputs;
+* AdamW or SGD with momentum; weight decay on the head the caller names, or everywhere;
+* a linear warm-up + one cosine cycle (per step), reduce-on-plateau (per epoch) or a constant lr;
+* early stopping on a monitored history value, restoring the best epoch's weights;
+* a checkpoint every epoch and `resume` from one, reaching the same weights as an uninterrupted run.
+
+The defaults are Video4MRI's recipe: AdamW, cross-entropy, warm-up + cosine, weight decay on `fc`.
 """
 from __future__ import annotations
 
+import copy
 import math
+import os
 import random
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm  # plain tqdm: tqdm.auto never advances under papermill
+
+SCHEDULES = ("warmup_cosine", "plateau", "constant")
+OPTIMIZERS = ("adamw", "sgd")
 
 
 def seed_everything(seed: int) -> None:
@@ -25,13 +40,84 @@ def seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def make_optimizer(model: torch.nn.Module, *, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    """AdamW with weight decay on `model.fc` only (the paper decays the FC head, nothing else)."""
-    head = {id(p) for p in model.fc.parameters()}
+def resolve_device(device: str = "auto") -> torch.device:
+    """`"auto"` is CUDA when a GPU is visible, else the CPU; anything else is passed to torch."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def to_device(obj: Any, device) -> Any:
+    """Move a tensor, or the tensors inside a tuple/list/dict, to `device`."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, dict):
+        return {k: to_device(v, device) for k, v in obj.items()}
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(to_device(v, device) for v in obj)
+    return obj
+
+
+def _concat(parts: list) -> Any:
+    """Concatenate a list of batches (tensors, tuples or dicts of tensors) along the batch axis."""
+    first = parts[0]
+    if isinstance(first, torch.Tensor):
+        return torch.cat(parts)
+    if isinstance(first, dict):
+        return {k: _concat([p[k] for p in parts]) for k in first}
+    if isinstance(first, (tuple, list)):
+        return type(first)(_concat(list(col)) for col in zip(*parts))
+    raise TypeError(f"cannot concatenate batches of {type(first).__name__}")
+
+
+def _batch_size(targets: Any) -> int:
+    if isinstance(targets, torch.Tensor):
+        return len(targets)
+    if isinstance(targets, dict):
+        return _batch_size(next(iter(targets.values())))
+    return _batch_size(targets[0])
+
+
+def _detach(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _detach(v) for k, v in obj.items()}
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(_detach(v) for v in obj)
+    return obj
+
+
+def _call(model, inputs, forward: Callable | None):
+    return model(inputs) if forward is None else forward(model, inputs)
+
+
+# --------------------------------------------------------------------------- optimizer and schedule
+
+
+def make_optimizer(model: torch.nn.Module, *, lr: float, weight_decay: float = 0.0, optimizer: str = "adamw",
+                   momentum: float = 0.9, head: str | None = "fc") -> torch.optim.Optimizer:
+    """AdamW or SGD (with `momentum`); weight decay on the submodule `head` alone, or on everything if None.
+
+    `head` is an attribute path (`"fc"`, `"classifier.6"`, `"head"`): Video4MRI decays the FC head only.
+    Two parameter groups always (decayed first), so the group order does not depend on `head`.
+    """
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+    if head is None:
+        decayed = {id(p) for p in model.parameters()}
+    else:
+        try:
+            decayed = {id(p) for p in model.get_submodule(head).parameters()}
+        except AttributeError:
+            raise ValueError(f"head={head!r}: {type(model).__name__} has no submodule {head!r}; name the "
+                             "classifier head, or head=None for weight decay on every parameter") from None
     groups = [
-        {"params": [p for p in model.parameters() if id(p) in head], "weight_decay": weight_decay},
-        {"params": [p for p in model.parameters() if id(p) not in head], "weight_decay": 0.0},
+        {"params": [p for p in model.parameters() if id(p) in decayed], "weight_decay": weight_decay},
+        {"params": [p for p in model.parameters() if id(p) not in decayed], "weight_decay": 0.0},
     ]
+    if optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum)
     return torch.optim.AdamW(groups, lr=lr)
 
 
@@ -47,88 +133,227 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, *, warmup_steps: int, total_
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def train_one_epoch(model, loader, optimizer, scheduler=None, *, mix=None, device="cpu") -> dict:
-    """One pass over `loader`; returns mean loss, accuracy (vs the dominant target) and seconds."""
+# --------------------------------------------------------------------------- one epoch, evaluation
+
+
+def train_one_epoch(model, loader, optimizer, scheduler=None, *, loss_fn: Callable = F.cross_entropy,
+                    forward: Callable | None = None, metric_fn: Callable | None = None, mix=None,
+                    device="cpu") -> dict:
+    """One pass over `loader`; returns the mean loss, seconds, and `metric_fn`'s values over the epoch.
+
+    `scheduler` (if given) is stepped after every batch. `mix(x, y)` returns mixed inputs and soft targets.
+    """
     model.train()
-    start, total, loss_sum, correct = time.perf_counter(), 0, 0.0, 0
+    start, total, loss_sum = time.perf_counter(), 0, 0.0
+    outputs_seen, targets_seen = [], []
     for x, y in loader:
-        x, y = x.to(device), y.to(device)
+        x, y = to_device(x, device), to_device(y, device)
         x, target = mix(x, y) if mix is not None else (x, y)  # soft targets when mixing
-        logits = model(x)
-        loss = F.cross_entropy(logits, target)
+        outputs = _call(model, x, forward)
+        loss = loss_fn(outputs, target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
-        hard = target.argmax(1) if target.ndim == 2 else target
-        total += len(y)
-        loss_sum += loss.item() * len(y)
-        correct += (logits.argmax(1) == hard).sum().item()
-    return {"loss": loss_sum / total, "accuracy": correct / total, "seconds": time.perf_counter() - start}
+        n = _batch_size(y)
+        total += n
+        loss_sum += loss.item() * n
+        if metric_fn is not None:
+            outputs_seen.append(_detach(outputs))
+            targets_seen.append(_detach(target))
+    if total == 0:
+        raise ValueError(f"the training loader gave no batch ({len(loader.dataset)} samples, batch size "
+                         f"{loader.batch_size}, drop_last={loader.drop_last}): use a smaller batch size or more data")
+    row = {"loss": loss_sum / total, "seconds": time.perf_counter() - start}
+    if metric_fn is not None:
+        row.update(metric_fn(_concat(outputs_seen), _concat(targets_seen)))
+    return row
 
 
 @torch.no_grad()
-def evaluate(model, loader, *, device="cpu") -> dict:
-    """Loss, accuracy, and per-sample targets / predictions / probabilities."""
+def evaluate(model, loader, *, loss_fn: Callable = F.cross_entropy, forward: Callable | None = None,
+             metric_fn: Callable | None = None, device="cpu") -> dict:
+    """Mean loss, the concatenated outputs and targets (on the CPU), and `metric_fn(outputs, targets)`."""
     model.eval()
-    targets, probs, loss_sum = [], [], 0.0
+    outputs, targets, loss_sum, total = [], [], 0.0, 0
     for x, y in loader:
-        logits = model(x.to(device))
-        loss_sum += F.cross_entropy(logits, y.to(device), reduction="sum").item()
-        probs.append(logits.softmax(1).cpu())
-        targets.append(y)
-    probs, targets = torch.cat(probs).numpy(), torch.cat(targets).numpy()
-    preds = probs.argmax(1)
-    return {"loss": loss_sum / len(targets), "accuracy": float((preds == targets).mean()),
-            "targets": targets, "predictions": preds, "probabilities": probs}
+        out = _call(model, to_device(x, device), forward)
+        n = _batch_size(y)
+        loss_sum += loss_fn(out, to_device(y, device)).item() * n
+        total += n
+        outputs.append(_detach(out))
+        targets.append(_detach(y))
+    if total == 0:
+        raise ValueError("evaluate: the loader gave no batch")
+    result = {"loss": loss_sum / total, "outputs": _concat(outputs), "targets": _concat(targets)}
+    if metric_fn is not None:
+        result.update(metric_fn(result["outputs"], result["targets"]))
+    return result
 
 
-def fit(model, train_loader, *, epochs: int, lr: float, warmup_epochs: int = 0, weight_decay: float = 0.0,
-        mix=None, mix_fraction: float = 0.8, bn_loader=None, eval_loader=None, device="cpu",
-        checkpoint: str | Path | None = None, desc: str = "train") -> list[dict]:
-    """Train for `epochs`; return the history (one dict per epoch).
+# --------------------------------------------------------------------------- fit
 
-    `mix` (a `BatchMix`) is used for the first `mix_fraction` of epochs. `bn_loader` (the
-    training clips as the test sees them) recomputes BatchNorm statistics after the last epoch
-    ("precise BN", as PySlowFast does): with few, fast-moving steps the running averages lag
-    the weights and a short run otherwise tests with stale statistics. With `eval_loader`, the
-    test loss/accuracy is recorded each epoch (never used to pick a model: the paper reports
-    the last epoch). `checkpoint` saves a plain dict at the end.
+
+class History(list):
+    """One dict per epoch (epoch, lr, train_loss, train_seconds, train_<metric>, val_loss, val_<metric>).
+
+    `best_epoch` is the epoch whose weights the model holds after early stopping (else the last).
     """
+
+    best_epoch: int = 0
+
+
+def _better(value: float, best: float | None, mode: str) -> bool:
+    return best is None or (value < best if mode == "min" else value > best)
+
+
+def fit(model, train_loader, *, epochs: int, lr: float, loss_fn: Callable = F.cross_entropy,
+        forward: Callable | None = None, metric_fn: Callable | None = None, optimizer: str = "adamw",
+        momentum: float = 0.9, weight_decay: float = 0.0, head: str | None = "fc",
+        schedule: str = "warmup_cosine", warmup_epochs: int = 0, plateau_factor: float = 0.1,
+        plateau_patience: int = 5, val_loader=None, monitor: str = "val_loss", monitor_mode: str = "min",
+        early_stopping: int = 0, mix=None, mix_fraction: float = 0.8, bn_loader=None,
+        checkpoint_dir: str | Path | None = None, resume: str | Path | None = None, device="cpu",
+        desc: str = "train") -> History:
+    """Train for `epochs` (fewer if early stopping fires); return the history.
+
+    `mix` (a `BatchMix`) is used for the first `mix_fraction` of epochs. With `val_loader`, the
+    validation loss and metrics are recorded every epoch; `monitor` names the history value that
+    reduce-on-plateau and early stopping watch (`monitor_mode` "min" or "max"). `early_stopping` > 0
+    stops after that many epochs without improvement and restores the best epoch's weights.
+    `bn_loader` (the training clips as the test sees them) recomputes BatchNorm statistics at the end
+    ("precise BN", as PySlowFast does): a short run otherwise tests with running averages that lag the
+    weights. `checkpoint_dir` keeps `last.pt` (a plain dict, loadable with `weights_only=True`) after every
+    epoch; `resume` continues from such a file: same data order, same random draws, same final weights.
+    """
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+    if monitor_mode not in ("min", "max"):
+        raise ValueError(f"monitor_mode must be 'min' or 'max', got {monitor_mode!r}")
+    watching = schedule == "plateau" or early_stopping > 0
+    if watching and monitor.startswith("val_") and val_loader is None:
+        raise ValueError(f"monitor={monitor!r} needs a val_loader (schedule={schedule!r}, "
+                         f"early_stopping={early_stopping})")
+    device = resolve_device(device) if device == "auto" else device
     model.to(device)
-    optimizer = make_optimizer(model, lr=lr, weight_decay=weight_decay)
+    opt = make_optimizer(model, lr=lr, weight_decay=weight_decay, optimizer=optimizer, momentum=momentum, head=head)
     steps = len(train_loader)
-    scheduler = warmup_cosine(optimizer, warmup_steps=warmup_epochs * steps, total_steps=epochs * steps)
-    history = []
-    bar = tqdm(range(1, epochs + 1), desc=desc, unit="epoch", mininterval=1.0)
+    per_step = None
+    if schedule == "warmup_cosine":
+        per_step = warmup_cosine(opt, warmup_steps=warmup_epochs * steps, total_steps=epochs * steps)
+    plateau = (torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=monitor_mode, factor=plateau_factor,
+                                                          patience=plateau_patience)
+               if schedule == "plateau" else None)
+    history, best, best_state, bad_epochs, start_epoch = History(), None, None, 0, 0
+    if resume is not None:
+        state = torch.load(resume, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        for sched, key in ((per_step, "scheduler"), (plateau, "plateau")):
+            if sched is not None and state.get(key) is not None:
+                sched.load_state_dict(state[key])
+        history.extend(state["history"])
+        history.best_epoch = state.get("best_epoch", 0)
+        best, best_state, bad_epochs = state.get("best"), state.get("best_state"), state.get("bad_epochs", 0)
+        start_epoch = state["epoch"]
+        _set_rng_state(state["rng"], train_loader)
+    bar = tqdm(range(start_epoch + 1, epochs + 1), desc=desc, unit="epoch", mininterval=1.0)
     for epoch in bar:
         use_mix = mix if epoch <= round(mix_fraction * epochs) else None
-        row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
-        row.update({f"train_{k}": v for k, v in train_one_epoch(model, train_loader, optimizer, scheduler,
-                                                                mix=use_mix, device=device).items()})
-        if eval_loader is not None:
-            ev = evaluate(model, eval_loader, device=device)
-            row.update(test_loss=ev["loss"], test_accuracy=ev["accuracy"])
+        row = {"epoch": epoch, "lr": opt.param_groups[0]["lr"]}
+        row.update({f"train_{k}": v for k, v in train_one_epoch(
+            model, train_loader, opt, per_step, loss_fn=loss_fn, forward=forward, metric_fn=metric_fn,
+            mix=use_mix, device=device).items()})
+        if val_loader is not None:
+            ev = evaluate(model, val_loader, loss_fn=loss_fn, forward=forward, metric_fn=metric_fn, device=device)
+            row.update({f"val_{k}": v for k, v in ev.items() if k not in ("outputs", "targets")})
         history.append(row)
-        bar.set_postfix(loss=f"{row['train_loss']:.3f}", acc=f"{row.get('test_accuracy', row['train_accuracy']):.2f}")
+        stop = False
+        if watching:
+            if monitor not in row:
+                raise ValueError(f"monitor={monitor!r} is not in the history (have: {', '.join(row)})")
+            value = float(row[monitor])
+            if plateau is not None:
+                plateau.step(value)
+            if _better(value, best, monitor_mode):
+                best, bad_epochs, history.best_epoch = value, 0, epoch
+                if early_stopping > 0:
+                    best_state = copy.deepcopy(model.state_dict())
+            else:
+                bad_epochs += 1
+                stop = early_stopping > 0 and bad_epochs >= early_stopping
+        else:
+            history.best_epoch = epoch
+        if checkpoint_dir is not None:
+            _save_atomic(Path(checkpoint_dir) / "last.pt", {
+                "model": model.state_dict(), "optimizer": opt.state_dict(),
+                "scheduler": per_step.state_dict() if per_step is not None else None,
+                "plateau": plateau.state_dict() if plateau is not None else None,
+                "epoch": epoch, "history": list(history), "best_epoch": history.best_epoch, "best": best,
+                "best_state": best_state, "bad_epochs": bad_epochs, "rng": _rng_state(train_loader)})
+        shown = {k: v for k, v in row.items() if k not in ("epoch", "lr", "train_seconds")}
+        bar.set_postfix({k: f"{v:.3f}" for k, v in list(shown.items())[:3]})
+        if stop:
+            break
+    bar.close()
+    if best_state is not None:
+        model.load_state_dict(best_state)
     if bn_loader is not None:
-        torch.optim.swa_utils.update_bn(((x.to(device), y) for x, y in bn_loader), model)
-    if checkpoint is not None:
-        save_checkpoint(checkpoint, model=model, optimizer=optimizer, epoch=epochs, history=history)
+        torch.optim.swa_utils.update_bn(((to_device(x, device), y) for x, y in bn_loader), model)
     return history
+
+
+# --------------------------------------------------------------------------- checkpoints and RNG state
+
+
+def _rng_state(loader) -> dict:
+    """Every random stream a resumed epoch draws from, as plain values (weights_only-loadable)."""
+    legacy = np.random.get_state()
+    state = {"python": random.getstate(), "numpy": [legacy[0], legacy[1].tolist(), *legacy[2:]],
+             "torch": torch.get_rng_state()}
+    if getattr(loader, "generator", None) is not None:
+        state["loader"] = loader.generator.get_state()
+    rng = getattr(loader.dataset, "rng", None)  # datasets that draw from their own numpy Generator
+    if isinstance(rng, np.random.Generator):
+        state["dataset"] = rng.bit_generator.state
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict, loader) -> None:
+    random.setstate(state["python"])
+    name, key, *rest = state["numpy"]
+    np.random.set_state((name, np.asarray(key, dtype=np.uint32), *rest))
+    torch.set_rng_state(state["torch"])
+    if "loader" in state and getattr(loader, "generator", None) is not None:
+        loader.generator.set_state(state["loader"])
+    if "dataset" in state and isinstance(getattr(loader.dataset, "rng", None), np.random.Generator):
+        loader.dataset.rng.bit_generator.state = state["dataset"]
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _save_atomic(path: Path, obj: dict) -> None:
+    """Write to a temporary file, then rename: a run killed mid-save never leaves a half checkpoint."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
 
 
 def save_checkpoint(path: str | Path, *, model, optimizer=None, epoch: int = 0, history=None) -> None:
     """A plain dict: state dicts, epoch and history (readable without medvid)."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict() if optimizer else None,
-                "epoch": epoch, "history": history or []}, path)
+    _save_atomic(Path(path), {"model": model.state_dict(),
+                              "optimizer": optimizer.state_dict() if optimizer else None,
+                              "epoch": epoch, "history": list(history or [])})
 
 
 def load_checkpoint(path: str | Path, *, model, optimizer=None) -> dict:
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    """Load weights (and optimizer state) saved by `save_checkpoint` or `fit`; never unpickles code."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict(ckpt["model"])
-    if optimizer is not None and ckpt["optimizer"] is not None:
+    if optimizer is not None and ckpt.get("optimizer") is not None:
         optimizer.load_state_dict(ckpt["optimizer"])
     return ckpt

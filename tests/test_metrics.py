@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from medvid_core.metrics import bootstrap_accuracy, efficiency, inference_ms
+from medvid_core.metrics import accuracy, bootstrap_accuracy, efficiency, inference_ms, time_calls
 
 
 def seventy_percent():
@@ -99,9 +99,30 @@ def test_inference_ms_positive_float():
 
 def test_efficiency():
     model = Tiny()
-    history = [{"train_seconds": 10.0}, {"train_seconds": 2.0}, {"train_seconds": 4.0}]
-    eff = efficiency(model, history, (1, 4, 8, 8))
+    seconds = [10.0, 2.0, 4.0]
+    eff = efficiency(model, seconds, (1, 4, 8, 8))
     assert eff["params_m"] == pytest.approx((2 * 27 + 2 + 2 * 2 + 2) / 1e6)  # the frozen 5 do not count
     assert eff["train_s_per_epoch"] == 3.0  # the first epoch (file reading) is left out
     assert eff["inference_ms"] > 0
-    assert efficiency(model, history[:1], (1, 4, 8, 8))["train_s_per_epoch"] == 10.0
+    assert efficiency(model, seconds[:1], (1, 4, 8, 8))["train_s_per_epoch"] == 10.0
+
+
+def test_inference_ms_leaves_the_global_rng_alone():
+    model = Tiny()
+    state = torch.get_rng_state()
+    inference_ms(model, (1, 4, 8, 8), repeats=1)
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_time_calls_round_robin_median():
+    calls = []
+    times = time_calls({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=3, warmup=1)
+    assert calls == ["a", "b"] * 4  # one warm-up round, then three timed rounds, each calling a then b
+    assert set(times) == {"a", "b"} and all(w >= 0 and c >= 0 for w, c in times.values())
+
+
+def test_accuracy_hard_and_soft_targets():
+    out = torch.tensor([[2.0, 0.0], [0.0, 1.0], [3.0, 1.0], [0.0, 2.0]])
+    assert accuracy(out, torch.tensor([0, 1, 1, 1]))["accuracy"] == 0.75
+    soft = torch.tensor([[0.7, 0.3], [0.2, 0.8], [0.4, 0.6], [0.1, 0.9]])  # mixing: the dominant class counts
+    assert accuracy(out, soft)["accuracy"] == 0.75

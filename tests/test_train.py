@@ -1,7 +1,9 @@
-"""The trainer: schedule, optimizer groups, fit, seeding, checkpoints and precise BN."""
+"""The trainer: schedule, optimizer groups, fit, every recipe's options, seeding, checkpoints/resume, precise BN."""
 from __future__ import annotations
 
 import math
+
+import numpy as np
 
 import pytest
 import torch
@@ -9,12 +11,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
+from medvid_core.losses import class_weights
+from medvid_core.metrics import accuracy
 from medvid_core.models import get_model
 from medvid_core.train import (
     evaluate,
     fit,
     load_checkpoint,
     make_optimizer,
+    resolve_device,
     save_checkpoint,
     seed_everything,
     warmup_cosine,
@@ -59,7 +64,7 @@ def loader(ds, shuffle=True, batch_size=4):
 def train_toy(seed=0, **kwargs):
     seed_everything(seed)
     model = Toy()
-    history = fit(model, loader(toy_data()), **{"epochs": 6, "lr": 0.05, **kwargs})
+    history = fit(model, loader(toy_data()), **{"epochs": 6, "lr": 0.05, "metric_fn": accuracy, **kwargs})
     return model, history
 
 
@@ -122,12 +127,17 @@ def test_fit_reduces_loss_and_records_history():
         assert {"train_loss", "train_accuracy", "train_seconds"} <= h.keys()
     assert history[-1]["train_loss"] < 0.5 * history[0]["train_loss"], [h["train_loss"] for h in history]
     assert history[-1]["train_accuracy"] == 1.0
-    assert evaluate(model, loader(toy_data(), shuffle=False))["accuracy"] == 1.0
+    assert evaluate(model, loader(toy_data(), shuffle=False), metric_fn=accuracy)["accuracy"] == 1.0
 
 
-def test_fit_with_eval_loader():
-    _, history = train_toy(epochs=2, eval_loader=loader(toy_data(8, seed=1), shuffle=False))
-    assert all({"test_loss", "test_accuracy"} <= h.keys() for h in history)
+def test_fit_with_val_loader():
+    _, history = train_toy(epochs=2, val_loader=loader(toy_data(8, seed=1), shuffle=False))
+    assert all({"val_loss", "val_accuracy"} <= h.keys() for h in history)
+
+
+def test_no_metric_fn_no_metric():
+    _, history = train_toy(epochs=1, metric_fn=None)
+    assert set(history[0]) == {"epoch", "lr", "train_loss", "train_seconds"}
 
 
 def test_mix_only_in_first_fraction_of_epochs():
@@ -158,20 +168,21 @@ def test_evaluate():
     model = Toy()
     out = evaluate(model, loader(toy_data(10), shuffle=False))
     assert out["targets"].tolist() == [0, 1] * 5
-    assert out["probabilities"].shape == (10, 2) and out["predictions"].shape == (10,)
-    assert (out["predictions"] == out["probabilities"].argmax(1)).all()
-    assert out["loss"] > 0 and not model.training
+    assert out["outputs"].shape == (10, 2)
+    with torch.no_grad():
+        want = F.cross_entropy(model(toy_data(10).tensors[0]), toy_data(10).tensors[1]).item()
+    assert out["loss"] == pytest.approx(want, rel=1e-5) and not model.training
 
 
 # ------------------------------------------------------------------- checkpoints
 
 
 def test_fit_checkpoint_round_trip(tmp_path):
-    path = tmp_path / "run" / "ckpt.pt"
-    model, history = train_toy(epochs=2, checkpoint=path)
+    model, history = train_toy(epochs=2, checkpoint_dir=tmp_path / "run")
+    path = tmp_path / "run" / "last.pt"
     raw = torch.load(path, map_location="cpu", weights_only=True)  # plain dict: no medvid classes inside
-    assert type(raw) is dict and set(raw) == {"model", "optimizer", "epoch", "history"}
-    assert raw["epoch"] == 2 and raw["history"] == history
+    assert type(raw) is dict and {"model", "optimizer", "epoch", "history", "rng"} <= set(raw)
+    assert raw["epoch"] == 2 and raw["history"] == list(history)
     assert set(raw["optimizer"]) == {"state", "param_groups"}
 
     fresh = Toy()
@@ -209,3 +220,199 @@ def test_bn_loader_recomputes_running_stats():
     torch.testing.assert_close(precise.bn.running_mean, want, rtol=1e-5, atol=1e-6)
     assert precise.bn.momentum == 0.1  # restored after the recomputation
     assert precise.bn.num_batches_tracked == 4
+
+
+def test_load_checkpoint_refuses_pickled_code(tmp_path):
+    """weights_only=True: a checkpoint that would run code on unpickling is refused, not executed."""
+    import pickle
+
+    path = tmp_path / "evil.pt"
+    torch.save({"model": Toy().state_dict(), "payload": Toy()}, path)  # a whole module: needs unpickling code
+    with pytest.raises(pickle.UnpicklingError):
+        load_checkpoint(path, model=Toy())
+
+
+# ------------------------------------------------------------------- every recipe's options
+
+
+def test_class_weights_change_the_loss():
+    seed_everything(0)
+    x, y = toy_data(12).tensors
+    y = torch.tensor([0] * 9 + [1] * 3)  # imbalanced
+    w = class_weights(y, 2)
+    assert w.tolist() == pytest.approx([12 / (2 * 9), 12 / (2 * 3)])
+    model = Toy()
+    dl = DataLoader(TensorDataset(x, y), batch_size=12)
+    plain = evaluate(model, dl)["loss"]
+    weighted = evaluate(model, dl, loss_fn=nn.CrossEntropyLoss(weight=w))["loss"]
+    with torch.no_grad():
+        logp = F.log_softmax(model(x), 1)
+    want = -(w[y] * logp[torch.arange(12), y]).sum() / w[y].sum()
+    assert weighted == pytest.approx(want.item(), rel=1e-5) and weighted != pytest.approx(plain)
+
+
+class MultiLabel(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(4 * 8 * 8, 16), nn.ReLU())
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
+def test_bce_multilabel_learns_a_separable_toy_set():
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 2, (32, 3), generator=g).float()
+    x = 0.2 * torch.randn(32, 1, 4, 8, 8, generator=g)
+    for j in range(3):  # label j lights up its own quarter of the image
+        x[y[:, j] == 1, :, :, 4 * (j // 2) : 4 * (j // 2) + 4, 4 * (j % 2) : 4 * (j % 2) + 4] += 1.0
+    seed_everything(0)
+    model = MultiLabel()
+
+    def exact_match(outputs, targets):
+        return {"exact": float(((outputs > 0).float() == targets).all(1).float().mean())}
+
+    dl = DataLoader(TensorDataset(x, y), batch_size=8, shuffle=True)
+    history = fit(model, dl, epochs=15, lr=0.01, loss_fn=nn.BCEWithLogitsLoss(), metric_fn=exact_match, head="head")
+    assert history[-1]["train_loss"] < 0.3 * history[0]["train_loss"]
+    assert evaluate(model, DataLoader(TensorDataset(x, y), batch_size=8), loss_fn=nn.BCEWithLogitsLoss(),
+                    metric_fn=exact_match)["exact"] == 1.0
+
+
+def test_masked_loss_gives_zero_gradient_where_unlabelled():
+    """Sparse labels: voxels with the ignore index carry no weight, so their logits get exactly zero gradient."""
+    torch.manual_seed(0)
+    logits = torch.randn(1, 3, 4, 5, 5, requires_grad=True)
+    target = torch.randint(0, 3, (1, 4, 5, 5))
+    unlabelled = torch.rand(1, 4, 5, 5) < 0.7
+    target[unlabelled] = -1
+    nn.CrossEntropyLoss(ignore_index=-1)(logits, target).backward()
+    grad = logits.grad.abs().sum(1)  # over classes
+    assert (grad[unlabelled] == 0).all() and (grad[~unlabelled] > 0).all()
+
+
+def test_loss_over_two_forward_passes():
+    """forward(model, x) may run the model twice (full image and a crop); the loss sees both."""
+    passes = []
+
+    def two_views(model, x):
+        passes.append(len(x))
+        return model(x), model(x.flip(-1))
+
+    def both(outputs, y):
+        return F.cross_entropy(outputs[0], y) + F.cross_entropy(outputs[1], y)
+
+    seed_everything(0)
+    history = fit(Toy(), loader(toy_data()), epochs=2, lr=0.05, forward=two_views, loss_fn=both)
+    assert passes == [4] * 8 and len(history) == 2
+
+
+def test_dict_and_tuple_targets():
+    x, y = toy_data(8).tensors
+
+    class Pairs(torch.utils.data.Dataset):
+        def __len__(self):
+            return 8
+
+        def __getitem__(self, i):
+            return x[i], {"label": y[i], "weight": torch.tensor(1.0)}
+
+    def loss(out, t):
+        return (F.cross_entropy(out, t["label"], reduction="none") * t["weight"]).mean()
+
+    seed_everything(0)
+    model = Toy()
+    fit(model, DataLoader(Pairs(), batch_size=4), epochs=1, lr=0.01, loss_fn=loss)
+    ev = evaluate(model, DataLoader(Pairs(), batch_size=4), loss_fn=loss)
+    assert ev["targets"]["label"].tolist() == y.tolist() and ev["targets"]["weight"].shape == (8,)
+
+
+def test_sgd_and_head_by_name():
+    model = MultiLabel()
+    opt = make_optimizer(model, lr=0.1, weight_decay=0.01, optimizer="sgd", momentum=0.9, head="head")
+    assert isinstance(opt, torch.optim.SGD) and opt.param_groups[0]["momentum"] == 0.9
+    assert {id(p) for p in opt.param_groups[0]["params"]} == {id(p) for p in model.head.parameters()}
+    everywhere = make_optimizer(model, lr=0.1, weight_decay=0.01, head=None)
+    assert len(everywhere.param_groups[0]["params"]) == len(list(model.parameters()))
+    vgg_like = nn.Sequential(nn.Linear(2, 2), nn.Sequential(nn.ReLU(), nn.Linear(2, 2)))
+    nested = make_optimizer(vgg_like, lr=0.1, weight_decay=0.01, head="1.1")  # e.g. VGG's classifier.6
+    assert {id(p) for p in nested.param_groups[0]["params"]} == {id(p) for p in vgg_like[1][1].parameters()}
+    with pytest.raises(ValueError, match="has no submodule 'fc'"):
+        make_optimizer(model, lr=0.1, weight_decay=0.01)
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        make_optimizer(model, lr=0.1, optimizer="adam", head=None)
+
+
+def test_reduce_on_plateau_lowers_the_lr_by_the_factor():
+    seed_everything(0)
+    history = fit(Toy(), loader(toy_data()), epochs=5, lr=0.05, schedule="plateau", plateau_patience=1,
+                  plateau_factor=0.1, val_loader=loader(toy_data(8, seed=1)), monitor="val_flat",
+                  monitor_mode="max", metric_fn=lambda o, t: {"flat": 1.0})
+    # a monitored value that never improves after epoch 1: after 2 flat epochs (> patience 1) lr x0.1
+    lrs = [h["lr"] for h in history]
+    assert lrs[:3] == [0.05] * 3 and lrs[3:] == pytest.approx([0.005, 0.005])
+
+
+def test_monitor_needs_a_val_loader():
+    with pytest.raises(ValueError, match="needs a val_loader"):
+        fit(Toy(), loader(toy_data()), epochs=1, lr=0.1, early_stopping=2)
+
+
+def test_early_stopping_restores_the_best_epochs_weights(tmp_path):
+    seed_everything(0)
+    val = loader(toy_data(8, seed=5), shuffle=False)
+    model = Toy()
+    history = fit(model, loader(toy_data()), epochs=30, lr=0.5, val_loader=val, early_stopping=2,
+                  schedule="constant", metric_fn=accuracy, checkpoint_dir=tmp_path)
+    best = history.best_epoch
+    losses = [h["val_loss"] for h in history]
+    assert best == 1 + int(np.argmin(losses))
+    assert len(history) < 30 and len(history) == best + 2  # stopped 2 epochs after the best
+    assert evaluate(model, val)["loss"] == pytest.approx(losses[best - 1], rel=1e-6)  # best weights back
+    assert losses[-1] > losses[best - 1]  # the last epoch's weights were worse: restoring mattered
+
+
+def test_resume_reaches_the_same_weights(tmp_path):
+    """A 4-epoch run killed in epoch 3, resumed from its checkpoint, ends with the weights and history
+    of the uninterrupted run: schedule, optimizer moments, data order and random draws all restored."""
+    calls = []
+
+    def run(*, die_at_call=None, **kw):
+        seed_everything(7)
+        model = Toy()
+        gen = torch.Generator().manual_seed(7)
+        dl = DataLoader(toy_data(), batch_size=4, shuffle=True, generator=gen)
+
+        def forward(m, x):
+            calls.append(1)
+            if die_at_call is not None and len(calls) == die_at_call:
+                raise KeyboardInterrupt  # the process dies here
+            return m(x)
+
+        history = fit(model, dl, epochs=4, lr=0.05, warmup_epochs=1, forward=forward, mix_fraction=0.5,
+                      mix=lambda x, y: (x * (1 + 0.1 * torch.rand(1)), F.one_hot(y, 2).float()), **kw)
+        return model, history
+
+    whole, h_whole = run()
+    calls.clear()
+    with pytest.raises(KeyboardInterrupt):
+        run(die_at_call=9, checkpoint_dir=tmp_path)  # first batch of epoch 3 (4 batches an epoch)
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["epoch"] == 2
+    # the resumed run starts from the epoch-0 RNG states (seed 7): the checkpoint must restore epoch 2's
+    resumed, h_resumed = run(resume=tmp_path / "last.pt")
+    for k, v in whole.state_dict().items():
+        assert torch.equal(v, resumed.state_dict()[k]), k
+    assert [h["train_loss"] for h in h_resumed] == [h["train_loss"] for h in h_whole]
+    assert [h["lr"] for h in h_resumed] == [h["lr"] for h in h_whole]
+
+
+def test_device_auto():
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu").type == "cpu"
+
+
+def test_empty_loader_is_one_clear_error():
+    dl = DataLoader(toy_data(3), batch_size=4, drop_last=True)
+    with pytest.raises(ValueError, match="gave no batch.*3 samples, batch size 4"):
+        fit(Toy(), dl, epochs=1, lr=0.1)
