@@ -209,3 +209,32 @@ def layer_cost(layer: torch.nn.Module, input_shape: tuple[int, ...]) -> dict:
     return {"input_shape": tuple(input_shape), "output_shape": tuple(y.shape),
             "params": sum(p.numel() for p in layer.parameters()), "gflops": counter.get_total_flops() / 1e9,
             "output_mb": y.numel() * 4 / 2 ** 20}
+
+
+# --------------------------------------------------------------------------- multi-label CT (RSNA ICH):
+# the RSNA Intracranial Hemorrhage competition metric and the binary scores the ICH lesson reports.
+def weighted_log_loss(targets, probs, *, weights=(1.0, 1.0, 1.0, 1.0, 1.0, 2.0), eps: float = 1e-7) -> float:
+    """RSNA ICH metric: per image, the weighted mean of the six binary log losses (epidural,
+    intraparenchymal, intraventricular, subarachnoid, subdural, any; `any` weighted 2), averaged over
+    images. `targets` and `probs` are (n, 6) arrays; probabilities are clipped to [eps, 1 - eps]."""
+    y = np.asarray(targets, dtype=float)
+    p = np.clip(np.asarray(probs, dtype=float), eps, 1 - eps)
+    w = np.asarray(weights, dtype=float)
+    if y.shape != p.shape or y.ndim != 2 or y.shape[1] != len(w):
+        raise ValueError(f"weighted_log_loss: targets {y.shape} and probs {p.shape} must both be (n, {len(w)})")
+    losses = -(y * np.log(p) + (1 - y) * np.log(1 - p))
+    return float(np.mean(losses @ w / w.sum()))
+
+
+def binary_scores(targets, probs, *, threshold: float = 0.5) -> dict:
+    """Accuracy, recall, precision, F1 (at `threshold`) and ROC AUC of one binary task (scikit-learn).
+    AUC is NaN when the targets hold a single class."""
+    from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
+
+    y = np.asarray(targets).astype(int).ravel()
+    p = np.asarray(probs, dtype=float).ravel()
+    pred = (p >= threshold).astype(int)
+    return {"accuracy": float((pred == y).mean()), "recall": float(recall_score(y, pred, zero_division=0)),
+            "precision": float(precision_score(y, pred, zero_division=0)),
+            "f1": float(f1_score(y, pred, zero_division=0)),
+            "auc": float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else float("nan")}

@@ -174,3 +174,39 @@ class RandomVolumeRotation:
 
     def __repr__(self) -> str:
         return f"RandomVolumeRotation(angles={self.angles}, order={self.order})"
+
+
+# --------------------------------------------------------------------------- CT windowing (RSNA ICH):
+# a head-CT slice in HU -> the usual three (level, width) windows stacked as channels.
+CT_WINDOWS = {"brain": (40.0, 80.0), "subdural": (80.0, 200.0), "bone": (600.0, 2800.0)}
+
+
+def ct_window(hu, level: float, width: float):
+    """HU -> [0, 1]: level - width/2 maps to 0, level + width/2 to 1, clipped (numpy or torch)."""
+    low = level - width / 2
+    out = (hu - low) / width
+    return out.clip(0.0, 1.0)
+
+
+def window_stack(hu, windows=("brain", "subdural", "bone")):
+    """(H, W) HU -> (len(windows), H, W) float32 in [0, 1]; `windows` are names of CT_WINDOWS or (level, width)."""
+    import numpy as np
+
+    hu = np.asarray(hu, dtype=np.float32)
+    pairs = [CT_WINDOWS[w] if isinstance(w, str) else w for w in windows]
+    return np.stack([ct_window(hu, *lw) for lw in pairs]).astype(np.float32)
+
+
+def remove_background(hu, *, threshold: float = -500.0, air: float = -1000.0):
+    """Keep the head only: the largest connected region above `threshold` HU (holes filled); everything
+    else (headrest, table, noise, other objects) is set to `air`. Returns a new float32 array."""
+    import numpy as np
+    from scipy import ndimage
+
+    hu = np.asarray(hu, dtype=np.float32)
+    lab, n = ndimage.label(hu > threshold)
+    if n == 0:
+        return np.full_like(hu, air)
+    sizes = ndimage.sum_labels(np.ones_like(hu), lab, index=np.arange(1, n + 1))
+    head = ndimage.binary_fill_holes(lab == 1 + int(np.argmax(sizes)))
+    return np.where(head, hu, np.float32(air))
