@@ -1,4 +1,5 @@
-"""Tests for medvid_core.runner: parameter parsing/validation and real papermill runs.
+"""Tests for medvid_core.params, medvid_core.runner and medvid_core.cli: parameter parsing/validation,
+output-folder naming and real papermill runs.
 
 Validation tests are pure Python (milliseconds). The end-to-end tests start a
 real kernel on tiny notebooks (a few seconds each): they are the only way to
@@ -13,15 +14,18 @@ import pytest
 import yaml
 from nbformat.v4 import new_code_cell, new_notebook
 
-from medvid_core.runner import (
+from medvid_core.cli import main
+from medvid_core.params import (
     ParamError,
     load_params_file,
-    main,
+    notebook_parameters,
+    parse_inline_yaml,
     parse_override,
+    pick,
     read_parameters,
-    run,
     validate,
 )
+from medvid_core.runner import run, run_name
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -178,10 +182,10 @@ def test_run_tiny_notebook(tmp_path):
     out = run("tiny", params_file=params, overrides={"x": 21},
               output_root=tmp_path / "outputs", notebook_dir=FIXTURES)
 
-    assert out == (tmp_path / "outputs" / "tiny" / "double").resolve()
+    assert out == (tmp_path / "outputs" / "tiny" / "double+x=21").resolve()  # overrides get their own folder
     assert json.loads((out / "metrics.json").read_text()) == {"x2": 42}
     assert yaml.safe_load((out / "params.yaml").read_text()) == {"x": 21}
-    assert "overrides (-p): {x: 21}" in (out / "params.yaml").read_text()
+    assert "overrides (-p/-y): {x: 21}" in (out / "params.yaml").read_text()
     executed = nbformat.read(out / "tiny.ipynb", as_version=4)
     injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert "x = 21" in injected[0].source and f'output_dir = "{out}"' in injected[0].source
@@ -209,3 +213,65 @@ def test_batch_stops_at_first_failure(tmp_path, capsys):
     assert rc == 1
     assert "batch: a_boom/default FAILED (exit 1)" in capsys.readouterr().err
     assert not (tmp_path / "out" / "b_fine").exists()
+
+
+# ------------------------------------------------------------------------ output folders, -y, notebook side
+
+
+def test_run_name_keeps_runs_apart():
+    assert run_name() == "default" and run_name("params/video4mri/paper.yaml") == "paper"
+    assert run_name(None, {"epochs": 3}) == "default+epochs=3"
+    assert run_name("p/paper.yaml", {"models": ["tsm_r18"], "lr": 0.01}) == "paper+models=tsm_r18,lr=0.01"
+    assert run_name(None, {"data_roots": {"ppmi": "/data/PPMI"}}) == "default+data_roots=ppmi-data-PPMI"
+    long_a = run_name(None, {"models": ["tsn_r18", "tsm_r18", "resnet3d_18", "slowfast_r50", "tsn_r50"], "x": 1})
+    long_b = run_name(None, {"models": ["tsn_r18", "tsm_r18", "resnet3d_18", "slowfast_r50", "tsn_r50"], "x": 2})
+    assert len(long_a) <= 80 and long_a != long_b  # cut, and a hash keeps them apart
+
+
+def test_override_run_does_not_touch_the_default_folder(tmp_path):
+    default = run("tiny", output_root=tmp_path, notebook_dir=FIXTURES)
+    (default / "marker").write_text("default results")
+    other = run("tiny", overrides={"x": 5}, output_root=tmp_path, notebook_dir=FIXTURES)
+    assert other.name == "default+x=5" and (default / "marker").read_text() == "default results"
+    assert json.loads((other / "metrics.json").read_text()) == {"x2": 10}
+
+
+def test_inline_yaml_option(tmp_path, capsys):
+    assert parse_inline_yaml("data_roots: {ppmi: /data/PPMI}") == {"data_roots": {"ppmi": "/data/PPMI"}}
+    with pytest.raises(ParamError, match="-y expects a YAML mapping"):
+        parse_inline_yaml("[1, 2]")
+    argv = ["run", "tiny", "--notebook-dir", str(FIXTURES), "--output-root", str(tmp_path)]
+    assert main(argv + ["-y", "{x: 6}", "--name", "six"]) == 0
+    assert json.loads((tmp_path / "tiny" / "six" / "metrics.json").read_text()) == {"x2": 12}
+    assert main(argv + ["-y", "{y: 6}"]) == 2
+    assert "unknown parameter 'y'" in capsys.readouterr().err
+
+
+def test_every_option_the_readme_shows_exists():
+    """Each `python -m medvid_core ...` line in the README parses (argparse exits 2 on an unknown option)."""
+    import shlex
+
+    from medvid_core.cli import _parser
+    from medvid_core.paths import REPO_ROOT
+
+    lines = [ln.split("#")[0].strip() for ln in (REPO_ROOT / "README.md").read_text().splitlines()
+             if ln.strip().startswith("python -m medvid_core ")]
+    assert lines
+    for line in lines:
+        _parser().parse_args(shlex.split(line)[3:])
+
+
+def test_notebook_parameters_and_pick(tmp_path):
+    write_notebook(tmp_path / "study.ipynb")
+    namespace = {"epochs": 3, "lr": 0.1, "amp": False, "name": "n", "models": [], "seeds": [], "extra": {},
+                 "anything": None, "offset": 0, "output_dir": "/x", "unrelated": 1}
+    params = notebook_parameters("study", namespace, notebook_dir=tmp_path)
+    assert list(params) == ["epochs", "lr", "amp", "name", "models", "seeds", "extra", "anything", "offset"]
+
+    def train(model, *, epochs, lr=0.1, other=None):
+        return epochs, lr
+
+    assert pick(train, params) == {"epochs": 3, "lr": 0.1}
+    assert pick([train, lambda *, offset: 0], params, exclude=["lr"]) == {"epochs": 3, "offset": 0}
+    with pytest.raises(ParamError, match="not defined yet"):
+        notebook_parameters("study", {"epochs": 1}, notebook_dir=tmp_path)

@@ -1,0 +1,97 @@
+"""The command line: ``python -m medvid_core run|batch|params ...``.
+
+Exit codes: 0 ok, 1 a notebook failed, 2 bad parameters or usage (one line on stderr, nothing executed).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from .params import OUTPUT_DIR, ParamError, _show, parse_inline_yaml, parse_override, study_spec
+from .runner import StudyFailed, batch, run
+
+
+class _CellOutput(logging.StreamHandler):
+    """Print papermill's log (streamed cell output) as-is, without doubled newlines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return record.getMessage().rstrip("\n")
+
+
+def _stream_cell_output() -> None:
+    """papermill's ``log_output`` goes to the 'papermill' logger; show it on stderr."""
+    pm_log = logging.getLogger("papermill")
+    if not any(isinstance(h, _CellOutput) for h in pm_log.handlers):
+        pm_log.addHandler(_CellOutput(sys.stderr))
+        pm_log.setLevel(logging.INFO)
+        pm_log.propagate = False
+
+
+def _print_params(study: str, notebook_dir: str) -> None:
+    rows = [("name", "default", "type", "help")]
+    for p in study_spec(study, notebook_dir=notebook_dir).values():
+        help_text = "(set by the runner)" if p.name == OUTPUT_DIR else p.help
+        rows.append((p.name, repr(p.default), p.type_name, help_text))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r[:3], widths)) + "  " + r[3])
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m medvid_core", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def dirs(p: argparse.ArgumentParser, *, output: bool = True) -> None:
+        if output:
+            p.add_argument("--output-root", default="outputs", help="default: %(default)s")
+        p.add_argument("--notebook-dir", default="notebooks", help="default: %(default)s")
+
+    p = sub.add_parser("run", help="execute one study notebook")
+    p.add_argument("study", help="notebook name without .ipynb")
+    p.add_argument("--params", metavar="PATH.yaml", help="params file; its stem names the output folder")
+    p.add_argument("-p", dest="overrides", metavar="key=value", action="append", default=[],
+                   help="override one parameter (value read as YAML); repeatable")
+    p.add_argument("-y", dest="inline_yaml", metavar="YAML", action="append", default=[],
+                   help="override parameters with a YAML mapping, e.g. -y 'data_roots: {ppmi: /data/PPMI}'; repeatable")
+    p.add_argument("--name", help="output folder name (default: the params file's stem or 'default', "
+                                  "plus the overrides)")
+    dirs(p)
+
+    p = sub.add_parser("batch", help="run studies one after another (default: all)")
+    p.add_argument("studies", nargs="*", metavar="STUDY")
+    p.add_argument("--params-dir", metavar="DIR",
+                   help="also run every DIR/STUDY/*.yaml after each study's default")
+    dirs(p)
+
+    p = sub.add_parser("params", help="show a study's parameters")
+    p.add_argument("study")
+    dirs(p, output=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point; returns 0 ok, 1 notebook failed, 2 bad parameters or usage."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "params":
+            _print_params(args.study, args.notebook_dir)
+            return 0
+        if args.command == "batch":
+            return batch(args.studies, params_dir=args.params_dir,
+                          output_root=args.output_root, notebook_dir=args.notebook_dir)
+        overrides = {}
+        for text in args.inline_yaml:
+            overrides.update(parse_inline_yaml(text))
+        overrides.update(parse_override(o) for o in args.overrides)
+        _stream_cell_output()
+        out_dir = run(args.study, params_file=args.params, overrides=overrides, name=args.name,
+                      output_root=args.output_root, notebook_dir=args.notebook_dir)
+        print(f"{args.study}: results in {_show(out_dir)}", flush=True)
+        return 0
+    except ParamError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except StudyFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
