@@ -6,8 +6,9 @@ one input channel:
   * inference ms/sample: batch 1, eval mode, no_grad, median of repeats;
   * training s per 100 samples: forward + backward + AdamW step on batches of random
     clips, train mode, median of repeats;
-each after WARMUP untimed calls, the models timed round-robin, in wall-clock time and in process CPU time (see
-`_median_times`; on a shared CPU run with --threads 1 and trust the CPU column);
+each after 3 untimed calls, the models timed round-robin, in wall-clock time and in process CPU time, by the
+same timer the notebooks use (`medvid_core.metrics.time_calls`; on a shared CPU run with --threads 1 and trust
+the CPU column);
 then the ratios the paper's argument rests on (TSM vs TSN cost, 3D-ResNet-18 vs TSM-R18)
 and, if pytorchvideo 0.1.5 is importable, our SlowFast-R50 against its `create_slowfast`.
 Absolute times are not comparable with the paper's (GPU, other input size); ratios are.
@@ -18,66 +19,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 import warnings
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from medvid_core.metrics import inference_step, time_calls
 from medvid_core.models import count_parameters, get_model
-from medvid_core.paper import VIDEO4MRI_TABLE2
+from medvid_core.studies.video4mri import TABLE2 as VIDEO4MRI_TABLE2
 
-WARMUP = 3  # untimed calls first: oneDNN picks kernels, glibc raises its mmap threshold (takes a few calls)
 MODELS = ["resnet3d_18", "resnet3d_50", "tsn_r18", "tsn_r50", "tsm_r18", "tsm_r50", "slowfast_r50"]
-
-
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def _median_times(fns: dict, *, repeats: int, device: str) -> dict:
-    """Median wall-clock and CPU seconds of each callable in `fns`, timed round-robin.
-
-    Each runs WARMUP times untimed, then `repeats` rounds call every one once in turn, so a
-    slow stretch of the machine hits all of them alike and their ratios stay fair (timing one
-    model after the other let drift alone move TSM/TSN by +-5%). Wall clock
-    (time.perf_counter) is the figure reported; process CPU time (all threads of this process)
-    is immune to other jobs taking the cores and equals wall clock for an undisturbed one-thread
-    CPU run. With several threads it also counts OpenMP spin-waiting, and on CUDA it is host
-    time only, so read it with --threads 1 on a shared CPU.
-    """
-    for _ in range(WARMUP):
-        for fn in fns.values():
-            fn()
-    _sync(device)
-    walls, cpus = {k: [] for k in fns}, {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            wall, cpu = time.perf_counter(), time.process_time()
-            fn()
-            _sync(device)
-            walls[k].append(time.perf_counter() - wall)
-            cpus[k].append(time.process_time() - cpu)
-    return {k: (statistics.median(walls[k]), statistics.median(cpus[k])) for k in fns}
-
-
-def inference_step(model: nn.Module, shape: tuple[int, ...], *, device: str = "cpu", wrap=lambda x: x):
-    """One forward pass of one clip of `shape` = (C, T, H, W): batch 1, eval mode, no_grad.
-
-    `wrap` adapts the clip to the model's input; it is applied on every call because
-    pytorchvideo's multipathway blocks overwrite their input list in place.
-    """
-    model.eval().to(device)
-    x = torch.randn(1, *shape, device=device)
-
-    @torch.no_grad()
-    def step() -> None:
-        model(wrap(x))
-
-    return step
 
 
 def training_step(model: nn.Module, shape: tuple[int, ...], *, batch: int = 4, device: str = "cpu",
@@ -99,8 +51,8 @@ def training_step(model: nn.Module, shape: tuple[int, ...], *, batch: int = 4, d
 def measure(models: dict, shape: tuple[int, ...], *, batch: int = 4, device: str = "cpu", repeats: int = 3) -> dict:
     """`models`: name -> (model, wrap). Inference ms/sample and training s/100 samples, all timed round-robin."""
     kw = dict(repeats=repeats, device=device)
-    infer = _median_times({k: inference_step(m, shape, device=device, wrap=w) for k, (m, w) in models.items()}, **kw)
-    train = _median_times({k: training_step(m, shape, batch=batch, device=device, wrap=w)
+    infer = time_calls({k: inference_step(m, shape, device=device, wrap=w) for k, (m, w) in models.items()}, **kw)
+    train = time_calls({k: training_step(m, shape, batch=batch, device=device, wrap=w)
                            for k, (m, w) in models.items()}, **kw)
     return {k: {"inference_ms": 1000 * infer[k][0], "inference_cpu_ms": 1000 * infer[k][1],
                 "train_s_per_100": 100 * train[k][0] / batch, "train_cpu_s_per_100": 100 * train[k][1] / batch}

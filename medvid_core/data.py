@@ -7,16 +7,15 @@ PPMI/ADNI/OASIS download converted to NIfTI needs only such a CSV beside it.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset
 
-from .io.nifti import load_volume
-from .sampling import SegmentSampler, volume_to_frames
+from .sampling import SegmentSampler
 
 MANIFEST_COLUMNS = ("subject", "session", "path", "label", "view")
 
@@ -67,48 +66,44 @@ def subsample_subjects(df: pd.DataFrame, *, frac: float, seed: int = 0) -> pd.Da
     return df if frac == 1 else subject_split(df, test_size=1 - frac, seed=seed)[0]
 
 
-def check_no_leakage(train: pd.DataFrame, test: pd.DataFrame, *, key: str = "subject") -> None:
-    shared = sorted(set(train[key]) & set(test[key]))
-    if shared:
-        raise LeakageError(f"{len(shared)} {key}(s) on both sides of the split, e.g. {shared[:3]}")
+def leakage_report(train: pd.DataFrame, test: pd.DataFrame, *, key: str = "subject") -> dict:
+    """Which `key` values (subjects, patients) sit on both sides of a split, and how many rows they hold.
 
-
-def prepare_frames(file: str, view: str, image_size: int) -> torch.Tensor:
-    """Volume file -> (frames, image_size, image_size) float16 in [0, ~1].
-
-    Slices with no head in them are trimmed, each slice is padded to a square and resized
-    (antialiased), intensities are scaled by the volume's 99.5th percentile. That is all:
-    like Video4MRI, no skull stripping or registration.
+    A slice-level split of a CT cohort puts neighbouring slices of one patient in both sets; this
+    says by how much, so a lesson can show the leak instead of only refusing it.
     """
-    volume, _ = load_volume(file)
-    frames = volume_to_frames(volume, view)
-    scale = np.percentile(frames, 99.5) or 1.0
-    frames = frames / scale
-    keep = np.flatnonzero(frames.reshape(len(frames), -1).max(1) > 0.1)
-    frames = frames[keep[0] : keep[-1] + 1] if len(keep) else frames
-    n, h, w = frames.shape
-    side = max(h, w)
-    pad = ((0, 0), ((side - h) // 2, side - h - (side - h) // 2), ((side - w) // 2, side - w - (side - w) // 2))
-    t = torch.from_numpy(np.pad(frames, pad)).unsqueeze(1)
-    t = F.interpolate(t, size=(image_size, image_size), mode="bilinear", antialias=True, align_corners=False)
-    return t[:, 0].clamp_(0, 2).to(torch.float16)
+    shared = sorted(set(train[key]) & set(test[key]))
+    return {"key": key, "shared": shared, "n_shared": len(shared),
+            "n_train": int(train[key].nunique()), "n_test": int(test[key].nunique()),
+            "train_rows_shared": int(train[key].isin(shared).sum()),
+            "test_rows_shared": int(test[key].isin(shared).sum()),
+            "test_fraction_shared": float(test[key].isin(shared).mean()) if len(test) else 0.0}
+
+
+def check_no_leakage(train: pd.DataFrame, test: pd.DataFrame, *, key: str = "subject") -> dict:
+    """Raise `LeakageError` if a `key` value is on both sides; else return the (empty) leakage report."""
+    report = leakage_report(train, test, key=key)
+    if report["n_shared"]:
+        raise LeakageError(f"{report['n_shared']} {key}(s) on both sides of the split, e.g. {report['shared'][:3]}")
+    return report
 
 
 class FrameStore:
-    """Prepared frame stacks by file, kept in memory so only the first epoch reads NIfTI.
+    """Prepared frame stacks by (file, view), kept in memory so only the first epoch reads the files.
 
-    One store serves every dataset, model and ablation of a notebook run on one cohort.
+    `prepare(file, view)` turns one volume file into a (frames, H, W) tensor (a study's preprocessing);
+    one store serves every dataset, model and ablation of a notebook run on one cohort.
     """
 
-    def __init__(self, *, image_size: int, cache: bool = True):
-        self.image_size, self.cache = image_size, cache
+    def __init__(self, prepare: Callable[[str, str], torch.Tensor], *, cache: bool = True):
+        self.prepare, self.cache = prepare, cache
         self._frames: dict[tuple[str, str], torch.Tensor] = {}
 
     def __call__(self, file: str, view: str) -> torch.Tensor:
         key = (file, view)
         if key in self._frames:
             return self._frames[key]
-        frames = prepare_frames(file, view, self.image_size)
+        frames = self.prepare(file, view)
         if self.cache:
             self._frames[key] = frames
         return frames

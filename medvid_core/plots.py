@@ -11,7 +11,8 @@ from .io.nifti import load_volume
 from .sampling import SegmentSampler, volume_to_frames
 
 
-def _finish(fig, path: str | Path | None):
+def finish(fig, path: str | Path | None = None):
+    """Lay out `fig`, save it to `path` if given, and return it (every figure function ends here)."""
     fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=110, bbox_inches="tight")
@@ -33,7 +34,7 @@ def slice_montage(rows: pd.DataFrame, *, n_slices: int = 6, path=None):
                 ax.contour(mask[i], levels=[0.5], colors="red", linewidths=0.6)
             ax.set_axis_off()
         ax_row[0].set_title(f"{r['label']} {r['subject']} slice {idx[0]:.0f}", fontsize=9, loc="left")
-    return _finish(fig, path)
+    return finish(fig, path)
 
 
 def _beside(row) -> Path:
@@ -57,7 +58,7 @@ def sampler_strip(n_frames: int, num_segments: int, *, draws: int = 3, seed: int
     ax.set_yticks(range(draws + 1), [f"train draw {d + 1}" for d in range(draws)] + ["test (middle)"])
     ax.set_xlim(-1, n_frames)
     ax.set_xlabel(f"slice index (of {n_frames}); grey lines: the {num_segments} segments")
-    return _finish(fig, path)
+    return finish(fig, path)
 
 
 def clip_frames(clip, *, title: str = "", path=None):
@@ -69,54 +70,22 @@ def clip_frames(clip, *, title: str = "", path=None):
         ax.set_title(f"k={k}", fontsize=8)
         ax.set_axis_off()
     fig.suptitle(title, fontsize=9)
-    return _finish(fig, path)
+    return finish(fig, path)
 
 
-def training_curves(trials: dict, *, path=None):
-    """Training loss and accuracy per epoch for each trial."""
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.2))
-    for key, t in trials.items():
-        h = pd.DataFrame(t.history)
+def training_curves(histories: dict, *, metrics: tuple[str, ...] = ("train_loss", "train_accuracy"), path=None):
+    """One panel per history value in `metrics` (e.g. train_loss, val_auc), one line per run.
+
+    `histories` maps a run's name (a string or a tuple, joined with " / ") to `fit`'s history.
+    """
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.2), squeeze=False)
+    for key, history in histories.items():
+        h = pd.DataFrame(history)
         label = " / ".join(map(str, key)) if isinstance(key, tuple) else str(key)
-        a.plot(h["epoch"], h["train_loss"], label=label)
-        b.plot(h["epoch"], h["train_accuracy"], label=label)
-    a.set(xlabel="epoch", ylabel="training loss (soft targets while mixing)")
-    b.set(xlabel="epoch", ylabel="training accuracy")
-    b.legend(fontsize=8)
-    return _finish(fig, path)
-
-
-def accuracy_vs_params(ours: pd.DataFrame, paper: pd.DataFrame, *, paper_column: str = "ppmi", path=None):
-    """Video4MRI Fig. 1: accuracy vs trainable parameters, bubble area ~ inference time."""
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for name, r in ours.set_index("model").iterrows():
-        ax.scatter(r["params_m"], r["accuracy"], s=8 * r["inference_ms"], alpha=0.5)
-        ax.annotate(name, (r["params_m"], r["accuracy"]), fontsize=8, ha="center", va="bottom")
-    ax.scatter(paper["params_m"], paper[paper_column], marker="x", c="k", label=f"paper ({paper_column})")
-    ax.set(xlabel="trainable parameters (M)", ylabel="bootstrapped test accuracy",
-           title="accuracy vs parameters (bubble area ~ inference ms/sample)")
-    ax.legend(fontsize=8)
-    return _finish(fig, path)
-
-
-def accuracy_vs_k(table: pd.DataFrame, *, path=None):
-    """Video4MRI Fig. 2: accuracy (95% CI) against the number of frames K, per model and cohort."""
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    for (cohort, model), g in table.groupby(["cohort", "model"]):
-        g = g.sort_values("num_segments")
-        ax.errorbar(g["num_segments"], g["accuracy"], yerr=g["ci_half_width"], marker="o", capsize=3,
-                    label=f"{model} / {cohort}")
-    ax.set_xscale("log", base=2)
-    ax.set(xlabel="frames per clip K", ylabel="bootstrapped test accuracy")
-    ax.legend(fontsize=8)
-    return _finish(fig, path)
-
-
-def confidence_vs_atrophy(trials: dict, test: pd.DataFrame, *, positive: str, path=None):
-    """Each test scan: ground-truth atrophy (synthetic cohorts) against the model's P(disease)."""
-    fig, axes = plt.subplots(1, len(trials), figsize=(4 * len(trials), 3), squeeze=False)
-    for ax, (name, t) in zip(axes[0], trials.items()):
-        ax.scatter(test["atrophy"], t.test["probabilities"][:, 1], c=test["target"], cmap="coolwarm", s=15)
-        ax.axhline(0.5, color="0.7", lw=1)
-        ax.set(title=name, xlabel="ground-truth atrophy (red: patient)", ylabel=f"P({positive})")
-    return _finish(fig, path)
+        for ax, m in zip(axes[0], metrics):
+            if m in h:
+                ax.plot(h["epoch"], h[m], label=label)
+    for ax, m in zip(axes[0], metrics):
+        ax.set(xlabel="epoch", ylabel=m.replace("_", " "))
+    axes[0][-1].legend(fontsize=8)
+    return finish(fig, path)

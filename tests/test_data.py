@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import torch.nn.functional as F
 
 from medvid_core.data import (
     MANIFEST_COLUMNS,
@@ -16,11 +17,13 @@ from medvid_core.data import (
     ManifestError,
     VolumeDataset,
     check_no_leakage,
-    prepare_frames,
+    leakage_report,
     read_manifest,
     subject_split,
     subsample_subjects,
 )
+from medvid_core.io.nifti import load_volume
+from medvid_core.sampling import volume_to_frames
 
 CLASSES = ["NC", "PD"]
 SHAPE = (12, 10, 8)  # RAS; sagittal frames = 12 slices of 8 x 10 (rows x cols)
@@ -158,6 +161,17 @@ def test_subsample_subjects_keeps_ratio_and_sessions(df):
             subsample_subjects(df, frac=bad)
 
 
+def test_leakage_report_shows_the_overlap(df):
+    a, b = df[df["subject"] <= "sub-06"], df[df["subject"] >= "sub-05"]
+    report = leakage_report(a, b)
+    assert report["shared"] == ["sub-05", "sub-06"] and report["n_shared"] == 2
+    assert report["train_rows_shared"] == a["subject"].isin(["sub-05", "sub-06"]).sum()
+    assert report["test_rows_shared"] == b["subject"].isin(["sub-05", "sub-06"]).sum()
+    assert report["test_fraction_shared"] == pytest.approx(report["test_rows_shared"] / len(b))
+    clean = leakage_report(df[df["subject"] <= "sub-04"], df[df["subject"] > "sub-04"])
+    assert clean["n_shared"] == 0 and clean["test_fraction_shared"] == 0.0
+
+
 def test_check_no_leakage(df):
     a, b = df[df["subject"] <= "sub-06"], df[df["subject"] > "sub-06"]
     check_no_leakage(a, b)  # disjoint: no error
@@ -173,19 +187,22 @@ def test_check_no_leakage(df):
 # ------------------------------------------------------------------- frames and dataset
 
 
-def test_prepare_frames(df):
-    frames = prepare_frames(df.loc[0, "file"], "sagittal", 16)
-    assert frames.shape == (SHAPE[0], 16, 16) and frames.dtype == torch.float16
-    assert frames.min() >= 0 and frames.max() <= 2
-    assert frames.float().amax(dim=(1, 2)).min() > 0.1  # no slice was trimmed, none is empty
+def _prepare(size):
+    """A minimal preprocessing for FrameStore: the view's slices, resized to size x size."""
+
+    def prepare(file, view):
+        frames = torch.from_numpy(volume_to_frames(load_volume(file)[0], view).copy()).float().unsqueeze(1)
+        return F.interpolate(frames, size=(size, size), mode="bilinear", align_corners=False)[:, 0]
+
+    return prepare
 
 
 def test_frame_store_caches(df):
-    store = FrameStore(image_size=12)
+    store = FrameStore(_prepare(12))
     a = store(df.loc[0, "file"], "sagittal")
     assert store(df.loc[0, "file"], "sagittal") is a
     assert store(df.loc[0, "file"], "axial").shape == (SHAPE[2], 12, 12)
-    nocache = FrameStore(image_size=12, cache=False)
+    nocache = FrameStore(_prepare(12), cache=False)
     b = nocache(df.loc[0, "file"], "sagittal")
     assert nocache(df.loc[0, "file"], "sagittal") is not b
     assert torch.equal(a, b)
@@ -193,7 +210,7 @@ def test_frame_store_caches(df):
 
 @pytest.mark.parametrize("k,size", [(4, 16), (3, 8)])
 def test_item_shape_and_type(df, k, size):
-    ds = VolumeDataset(df, store=FrameStore(image_size=size), num_segments=k, train=False)
+    ds = VolumeDataset(df, store=FrameStore(_prepare(size)), num_segments=k, train=False)
     assert len(ds) == len(df)
     x, y = ds[5]
     assert x.shape == (1, k, size, size) and x.dtype == torch.float32
@@ -202,7 +219,7 @@ def test_item_shape_and_type(df, k, size):
 
 
 def test_test_mode_takes_the_middle_frames_every_time(df):
-    store = FrameStore(image_size=16)
+    store = FrameStore(_prepare(16))
     ds = VolumeDataset(df, store=store, num_segments=4, train=False)
     x1, _ = ds[2]
     x2, _ = ds[2]
@@ -212,7 +229,7 @@ def test_test_mode_takes_the_middle_frames_every_time(df):
 
 
 def test_train_mode_varies_and_is_seeded(df):
-    store = FrameStore(image_size=16)
+    store = FrameStore(_prepare(16))
     ds = VolumeDataset(df, store=store, num_segments=4, train=True, seed=0)
     draws = [ds[2][0] for _ in range(10)]
     assert any(not torch.equal(draws[0], d) for d in draws[1:])
@@ -231,7 +248,7 @@ def test_transform_sees_k_frames(df):
         seen.append(clip.shape)
         return clip * 0 + 7
 
-    ds = VolumeDataset(df, store=FrameStore(image_size=8), num_segments=5, train=True, transform=transform)
+    ds = VolumeDataset(df, store=FrameStore(_prepare(8)), num_segments=5, train=True, transform=transform)
     x, _ = ds[0]
     assert seen == [(5, 8, 8)]
     assert x.shape == (1, 5, 8, 8) and (x == 7).all()

@@ -1,25 +1,107 @@
-"""One row of a results table: build a model, train it, test it, measure it.
+"""Video4MRI (Zhang et al. 2023): brain-MRI classification with video models against 3D-ResNets.
 
-Every table of the Video4MRI notebook (models x cohorts, augmentation ablation, K ablation)
-is a list of `run_trial` calls with different keyword arguments; the keyword names are the
-notebook's parameter names.
+The study's room: its brain-MRI preprocessing, cohort loading and split, one trained model per table
+row (`run_trial`), the tables (`run_table`), the paper's published numbers with side-by-side tables,
+the augmentation recipes of Table 3, and the study's own figures (Fig. 1, Fig. 2, confidence against
+ground-truth atrophy). The keyword names of `get_cohort` and `run_trial` are the notebook's parameter
+names, so the notebook says each parameter once (its `parameters` cell) and passes them on with
+`medvid_core.params.pick`.
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from .data import FrameStore, VolumeDataset, read_manifest, subject_split, subsample_subjects
-from .metrics import bootstrap_accuracy, efficiency
-from .models import get_model
-from .paths import DATA_DIR
-from .synth.brain_mri import PRESETS, ensure_cohort
-from .train import evaluate, fit, seed_everything
-from .transforms import BatchMix, VideoAugment
+from ..data import FrameStore, VolumeDataset, read_manifest, subject_split, subsample_subjects
+from ..io.nifti import load_volume
+from ..metrics import accuracy, bootstrap_accuracy, efficiency
+from ..models import get_model
+from ..paths import DATA_DIR
+from ..plots import finish
+from ..sampling import volume_to_frames
+from ..synth.brain_mri import PRESETS, ensure_cohort
+from ..train import evaluate, fit, seed_everything
+from ..transforms import BatchMix, VideoAugment
+
+# --------------------------------------------------------------------------- the paper's numbers
+
+# Table 2: bootstrapped test accuracy (95% CI half-width) per dataset, training s/epoch,
+# trainable params (M), inference ms/sample -- on one V100, K=32, 224x224.
+TABLE2 = pd.DataFrame(
+    [
+        ("resnet3d_18", 0.809, 0.122, 0.622, 0.101, 0.752, 0.143, 0.647, 0.062, 36, 33.16, 38.4),
+        ("resnet3d_50", 0.821, 0.118, 0.581, 0.108, 0.758, 0.126, 0.657, 0.062, 43, 46.16, 61.5),
+        ("tsn_r18", 0.828, 0.108, 0.739, 0.083, 0.725, 0.133, 0.716, 0.056, 19, 11.19, 28.9),
+        ("tsn_r50", 0.840, 0.111, 0.736, 0.078, 0.777, 0.109, 0.689, 0.060, 24, 23.56, 59.6),
+        ("tsm_r18", 0.849, 0.103, 0.738, 0.094, 0.753, 0.131, 0.752, 0.054, 20, 11.19, 28.9),
+        ("tsm_r50", 0.866, 0.102, 0.732, 0.089, 0.794, 0.106, 0.718, 0.057, 26, 23.56, 59.6),
+        ("slowfast_r50", 0.868, 0.107, 0.737, 0.095, 0.809, 0.101, 0.730, 0.050, 38, 33.61, 87.9),
+    ],
+    columns=["model", "ppmi", "ppmi_ci", "adni", "adni_ci", "oasis1", "oasis1_ci", "oasis2", "oasis2_ci",
+             "train_s", "params_m", "inference_ms"],
+).set_index("model")
+
+# Table 3: augmentation ablation of TSM-R50 on PPMI and ADNI (accuracy, CI half-width).
+TABLE3 = pd.DataFrame(
+    [
+        ("none", 0.793, 0.121, 0.630, 0.092),
+        ("rotate", 0.832, 0.106, 0.659, 0.096),
+        ("mixup/cutmix", 0.810, 0.117, 0.730, 0.092),
+        ("rotate+mixup", 0.813, 0.110, 0.516, 0.106),
+        ("rotate+cutmix", 0.853, 0.114, 0.732, 0.089),
+        ("rotate+mixup/cutmix", 0.866, 0.102, 0.708, 0.087),
+    ],
+    columns=["augmentation", "ppmi", "ppmi_ci", "adni", "adni_ci"],
+).set_index("augmentation")
+
+# How each Table 3 row maps onto `run_trial`'s keywords (crop + brightness stay on in all rows).
+AUGMENTATIONS = {
+    "none": dict(rotate_degrees=0.0, cutmix_p=0.0, mixup_p=0.0),
+    "rotate": dict(rotate_degrees=15.0, cutmix_p=0.0, mixup_p=0.0),
+    "mixup/cutmix": dict(rotate_degrees=0.0, cutmix_p=0.6, mixup_p=0.4),
+    "rotate+mixup": dict(rotate_degrees=15.0, cutmix_p=0.0, mixup_p=1.0),
+    "rotate+cutmix": dict(rotate_degrees=15.0, cutmix_p=1.0, mixup_p=0.0),
+    "rotate+mixup/cutmix": dict(rotate_degrees=15.0, cutmix_p=0.6, mixup_p=0.4),
+}
+
+# Which synthetic preset stands in for which paper dataset.
+DATASETS = {"small": "ppmi", "ppmi": "ppmi", "adni": "adni", "oasis1": "oasis1", "oasis2": "oasis2"}
+
+# --------------------------------------------------------------------------- preprocessing and cohorts
+
+
+def prepare_frames(file: str, view: str, image_size: int) -> torch.Tensor:
+    """Volume file -> (frames, image_size, image_size) float16 in [0, ~1].
+
+    Slices with no head in them are trimmed, each slice is padded to a square and resized
+    (antialiased), intensities are scaled by the volume's 99.5th percentile. That is all:
+    like Video4MRI, no skull stripping or registration.
+    """
+    volume, _ = load_volume(file)
+    frames = volume_to_frames(volume, view)
+    scale = np.percentile(frames, 99.5) or 1.0
+    frames = frames / scale
+    keep = np.flatnonzero(frames.reshape(len(frames), -1).max(1) > 0.1)
+    frames = frames[keep[0] : keep[-1] + 1] if len(keep) else frames
+    n, h, w = frames.shape
+    side = max(h, w)
+    pad = ((0, 0), ((side - h) // 2, side - h - (side - h) // 2), ((side - w) // 2, side - w - (side - w) // 2))
+    t = torch.from_numpy(np.pad(frames, pad)).unsqueeze(1)
+    t = F.interpolate(t, size=(image_size, image_size), mode="bilinear", antialias=True, align_corners=False)
+    return t[:, 0].clamp_(0, 2).to(torch.float16)
+
+
+def frame_store(image_size: int) -> FrameStore:
+    """A `FrameStore` with this study's preprocessing at `image_size`."""
+    return FrameStore(lambda file, view: prepare_frames(file, view, image_size))
 
 
 def load_cohort(*, cohort: str, data_root: str = "", classes: list[str] | None = None, seed: int = 0,
@@ -40,56 +122,6 @@ def load_cohort(*, cohort: str, data_root: str = "", classes: list[str] | None =
 
 
 @dataclass
-class Trial:
-    """What one trained model gives: history, test predictions, bootstrap and efficiency."""
-
-    name: str
-    model: torch.nn.Module
-    history: list[dict]
-    test: dict
-    bootstrap: dict
-    efficiency: dict
-    extra: dict = field(default_factory=dict)
-
-    def row(self) -> dict:
-        b = self.bootstrap
-        return {"model": self.name, **self.extra, "accuracy": b["mean"], "ci_low": b["low"],
-                "ci_high": b["high"], "ci_half_width": b["half_width"], **self.efficiency}
-
-
-def run_trial(model: str, train_df: pd.DataFrame, test_df: pd.DataFrame, *, store: FrameStore,
-              num_classes: int = 2, num_segments: int = 8, batch_size: int = 8, epochs: int = 10,
-              lr: float = 1e-3, warmup_epochs: int = 1, weight_decay: float = 1e-4, dropout: float = 0.4,
-              rotate_degrees: float = 15.0, cutmix_p: float = 0.6, mixup_p: float = 0.4,
-              mix_fraction: float = 0.8, bootstrap_frac: float = 0.4, n_bootstrap: int = 100,
-              seed: int = 0, device: str = "cpu", **extra) -> Trial:
-    """Train `model` (a registry name) from scratch on `train_df`, test on `test_df`.
-
-    Extra keyword arguments (e.g. cohort="ppmi") are copied into the table row.
-    """
-    seed_everything(seed)
-    augment = VideoAugment(rotate_degrees=rotate_degrees)
-    train_set = VolumeDataset(train_df, store=store, num_segments=num_segments, train=True,
-                              transform=augment, seed=seed)
-    test_set = VolumeDataset(test_df, store=store, num_segments=num_segments, train=False)
-    bn_set = VolumeDataset(train_df, store=store, num_segments=num_segments, train=False)
-    gen = torch.Generator().manual_seed(seed)
-    train_loader = DataLoader(train_set, batch_size=batch_size, shuffle=True, generator=gen, drop_last=True)
-    test_loader = DataLoader(test_set, batch_size=batch_size)
-    net = get_model(model, num_classes=num_classes, dropout=dropout)
-    mix = BatchMix(num_classes=num_classes, cutmix_p=cutmix_p, mixup_p=mixup_p) if cutmix_p + mixup_p > 0 else None
-    history = fit(net, train_loader, epochs=epochs, lr=lr, warmup_epochs=warmup_epochs, weight_decay=weight_decay,
-                  mix=mix, mix_fraction=mix_fraction, bn_loader=DataLoader(bn_set, batch_size=batch_size),
-                  device=device,
-                  desc=" ".join([model, *map(str, extra.values())]))
-    test = evaluate(net, test_loader, device=device)
-    boot = bootstrap_accuracy(test["targets"], test["predictions"], frac=bootstrap_frac, n_rounds=n_bootstrap,
-                              seed=seed)
-    eff = efficiency(net.cpu(), history, (1, num_segments, store.image_size, store.image_size))
-    return Trial(model, net, history, test, boot, eff, extra)
-
-
-@dataclass
 class Cohort:
     """A loaded cohort, split by subject, with the frame store its trials share."""
 
@@ -98,12 +130,10 @@ class Cohort:
     train: pd.DataFrame
     test: pd.DataFrame
     store: FrameStore
+    image_size: int
 
 
 _COHORTS: dict[tuple, Cohort] = {}
-# columns of a results table, so that an empty one (models=[]) still has them
-TABLE_COLUMNS = ["model", "cohort", "accuracy", "ci_low", "ci_high", "ci_half_width", "params_m",
-                 "train_s_per_epoch", "inference_ms"]
 
 
 def get_cohort(name: str, *, data_roots: dict[str, str] | None = None, seed: int = 0, test_size: float = 0.3,
@@ -119,20 +149,174 @@ def get_cohort(name: str, *, data_roots: dict[str, str] | None = None, seed: int
         df, classes = load_cohort(cohort=name, data_root=data_root, seed=seed)
         df = subsample_subjects(df, frac=cohort_scale, seed=seed)
         train, test = subject_split(df, test_size=test_size, seed=seed)
-        _COHORTS[key] = Cohort(name, classes, train, test, FrameStore(image_size=image_size))
+        _COHORTS[key] = Cohort(name, classes, train, test, frame_store(image_size), image_size)
     return _COHORTS[key]
 
 
-def run_table(models: list[str], cohorts: list[str], *, data_roots: dict[str, str] | None = None,
-              test_size: float = 0.3, image_size: int = 64, cohort_scale: float = 1.0, seed: int = 0,
-              **trial_kwargs) -> tuple[pd.DataFrame, dict]:
-    """`run_trial` for every cohort x model; returns the table (one row each) and the trials."""
+# --------------------------------------------------------------------------- one table row
+
+
+@dataclass
+class Trial:
+    """What one trained model gives: history, test predictions, bootstrap and efficiency."""
+
+    name: str
+    model: torch.nn.Module
+    history: list[dict]
+    test: dict
+    bootstrap: dict
+    efficiency: dict
+    tags: dict = field(default_factory=dict)
+
+    def row(self) -> dict:
+        b = self.bootstrap
+        return {"model": self.name, **self.tags, "accuracy": b["mean"], "ci_low": b["low"],
+                "ci_high": b["high"], "ci_half_width": b["half_width"], **self.efficiency}
+
+
+def run_trial(model: str, train_df: pd.DataFrame, test_df: pd.DataFrame, *, store: FrameStore, image_size: int,
+              num_classes: int = 2, num_segments: int = 8, batch_size: int = 8, epochs: int = 10,
+              lr: float = 1e-3, warmup_epochs: int = 1, weight_decay: float = 1e-4, dropout: float = 0.4,
+              rotate_degrees: float = 15.0, cutmix_p: float = 0.6, mixup_p: float = 0.4,
+              mix_fraction: float = 0.8, bootstrap_frac: float = 0.4, n_bootstrap: int = 100,
+              seed: int = 0, device: str = "cpu", tags: dict | None = None) -> Trial:
+    """Train `model` (a registry name) from scratch on `train_df`, test on `test_df`.
+
+    The recipe is the paper's: cross-entropy, AdamW, warm-up + cosine, weight decay on the FC head,
+    per-clip augmentation, CutMix/MixUp early on, precise BN. `tags` (e.g. {"cohort": "ppmi"}) become
+    columns of the table row; any other unknown keyword is a TypeError, not a silent column.
+    """
+    seed_everything(seed)
+    augment = VideoAugment(rotate_degrees=rotate_degrees)
+    train_set = VolumeDataset(train_df, store=store, num_segments=num_segments, train=True,
+                              transform=augment, seed=seed)
+    if len(train_set) < batch_size:  # a small real cohort: one batch of what there is, said out loud
+        print(f"note: {len(train_set)} training scans < batch_size {batch_size}: training with batches of "
+              f"{len(train_set)} (add subjects or lower batch_size)")
+        batch_size = max(1, len(train_set))
+    test_set = VolumeDataset(test_df, store=store, num_segments=num_segments, train=False)
+    bn_set = VolumeDataset(train_df, store=store, num_segments=num_segments, train=False)
+    gen = torch.Generator().manual_seed(seed)
+    train_loader = DataLoader(train_set, batch_size=batch_size, shuffle=True, generator=gen, drop_last=True)
+    test_loader = DataLoader(test_set, batch_size=batch_size)
+    net = get_model(model, num_classes=num_classes, dropout=dropout)
+    mix = BatchMix(num_classes=num_classes, cutmix_p=cutmix_p, mixup_p=mixup_p) if cutmix_p + mixup_p > 0 else None
+    history = fit(net, train_loader, epochs=epochs, lr=lr, warmup_epochs=warmup_epochs, weight_decay=weight_decay,
+                  head="fc", metric_fn=accuracy, mix=mix, mix_fraction=mix_fraction,
+                  bn_loader=DataLoader(bn_set, batch_size=batch_size), device=device,
+                  desc=" ".join([model, *map(str, (tags or {}).values())]))
+    ev = evaluate(net, test_loader, device=device)
+    probs = ev["outputs"].softmax(1).numpy()
+    test = {"targets": ev["targets"].numpy(), "predictions": probs.argmax(1), "probabilities": probs,
+            "loss": ev["loss"]}
+    boot = bootstrap_accuracy(test["targets"], test["predictions"], frac=bootstrap_frac, n_rounds=n_bootstrap,
+                              seed=seed)
+    eff = efficiency(net.cpu(), [h["train_seconds"] for h in history], (1, num_segments, image_size, image_size))
+    return Trial(model, net, history, test, boot, eff, dict(tags or {}))
+
+
+# columns of a results table, so that an empty one (models=[]) still has them
+TABLE_COLUMNS = ["model", "cohort", "accuracy", "ci_low", "ci_high", "ci_half_width", "params_m",
+                 "train_s_per_epoch", "inference_ms", "threads"]
+
+
+def _keywords(fn) -> set[str]:
+    return {n for n, p in inspect.signature(fn).parameters.items() if p.kind is p.KEYWORD_ONLY}
+
+
+COHORT_KEYWORDS = _keywords(get_cohort)
+TRIAL_KEYWORDS = _keywords(run_trial) - {"store", "image_size", "num_classes", "seed", "tags"}
+
+
+def run_table(models: list[str], cohorts: list[str], *, tags: dict | None = None, **params) -> tuple[pd.DataFrame, dict]:
+    """`run_trial` for every cohort x model; returns the table (one row each) and the trials.
+
+    `params` are `get_cohort`'s and `run_trial`'s keywords (the notebook's parameters); a name that
+    neither takes is a TypeError naming it, so a typo never trains on a default behind your back.
+    """
+    unknown = sorted(set(params) - COHORT_KEYWORDS - TRIAL_KEYWORDS)
+    if unknown:
+        raise TypeError(f"run_table: unknown parameter(s) {', '.join(unknown)}; "
+                        f"known: {', '.join(sorted(COHORT_KEYWORDS | TRIAL_KEYWORDS))}")
+    cohort_kw = {k: v for k, v in params.items() if k in COHORT_KEYWORDS}
+    trial_kw = {k: v for k, v in params.items() if k in TRIAL_KEYWORDS}
     trials = {}
     for name in cohorts if models else []:
-        c = get_cohort(name, data_roots=data_roots, seed=seed, test_size=test_size, image_size=image_size,
-                       cohort_scale=cohort_scale)
+        c = get_cohort(name, **cohort_kw)
         for model in models:
-            trials[name, model] = run_trial(model, c.train, c.test, store=c.store, num_classes=len(c.classes),
-                                            seed=seed, cohort=name, **trial_kwargs)
+            trials[name, model] = run_trial(model, c.train, c.test, store=c.store, image_size=c.image_size,
+                                            num_classes=len(c.classes), seed=cohort_kw.get("seed", 0),
+                                            tags={"cohort": name, **(tags or {})}, **trial_kw)
     rows = [t.row() for t in trials.values()]
     return (pd.DataFrame(rows) if rows else pd.DataFrame(columns=TABLE_COLUMNS)), trials
+
+
+# --------------------------------------------------------------------------- side-by-side tables
+
+
+def _fmt(acc: float, half_width: float) -> str:
+    return f"{acc:.2f} (±{half_width:.2f})"
+
+
+def table2_side_by_side(ours: pd.DataFrame) -> pd.DataFrame:
+    """Our accuracy (95% CI half-width) per cohort and model beside the paper's Table 2 value."""
+    rows = []
+    for _, r in ours.iterrows():
+        ds = DATASETS.get(r["cohort"], r["cohort"])
+        p = TABLE2.loc[r["model"]] if r["model"] in TABLE2.index else None
+        rows.append({"cohort": r["cohort"], "model": r["model"], "ours": _fmt(r["accuracy"], r["ci_half_width"]),
+                     "paper": _fmt(p[ds], p[f"{ds}_ci"]) if p is not None and ds in p else "n/a",
+                     "params_m": round(r["params_m"], 2),
+                     "paper_params_m": p["params_m"] if p is not None else float("nan")})
+    return pd.DataFrame(rows)
+
+
+def table3_side_by_side(ours: pd.DataFrame) -> pd.DataFrame:
+    """Our augmentation ablation beside the paper's Table 3 (PPMI/ADNI columns)."""
+    rows = []
+    for _, r in ours.iterrows():
+        ds = DATASETS.get(r["cohort"], r["cohort"])
+        p = TABLE3.loc[r["augmentation"]]
+        rows.append({"cohort": r["cohort"], "augmentation": r["augmentation"], "model": r["model"],
+                     "ours": _fmt(r["accuracy"], r["ci_half_width"]),
+                     "paper": _fmt(p[ds], p[f"{ds}_ci"]) if ds in ("ppmi", "adni") else "n/a"})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- the study's figures
+
+
+def accuracy_vs_params(ours: pd.DataFrame, paper: pd.DataFrame = TABLE2, *, paper_column: str = "ppmi", path=None):
+    """Fig. 1: accuracy vs trainable parameters, bubble area ~ inference time."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for name, r in ours.set_index("model").iterrows():
+        ax.scatter(r["params_m"], r["accuracy"], s=8 * r["inference_ms"], alpha=0.5)
+        ax.annotate(name, (r["params_m"], r["accuracy"]), fontsize=8, ha="center", va="bottom")
+    ax.scatter(paper["params_m"], paper[paper_column], marker="x", c="k", label=f"paper ({paper_column})")
+    ax.set(xlabel="trainable parameters (M)", ylabel="bootstrapped test accuracy",
+           title="accuracy vs parameters (bubble area ~ inference ms/sample)")
+    ax.legend(fontsize=8)
+    return finish(fig, path)
+
+
+def accuracy_vs_k(table: pd.DataFrame, *, path=None):
+    """Fig. 2: accuracy (95% CI) against the number of frames K, per model and cohort."""
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for (cohort, model), g in table.groupby(["cohort", "model"]):
+        g = g.sort_values("num_segments")
+        ax.errorbar(g["num_segments"], g["accuracy"], yerr=g["ci_half_width"], marker="o", capsize=3,
+                    label=f"{model} / {cohort}")
+    ax.set_xscale("log", base=2)
+    ax.set(xlabel="frames per clip K", ylabel="bootstrapped test accuracy")
+    ax.legend(fontsize=8)
+    return finish(fig, path)
+
+
+def confidence_vs_atrophy(trials: dict, test: pd.DataFrame, *, positive: str, path=None):
+    """Each test scan: ground-truth atrophy (synthetic cohorts) against the model's P(disease)."""
+    fig, axes = plt.subplots(1, len(trials), figsize=(4 * len(trials), 3), squeeze=False)
+    for ax, (name, t) in zip(axes[0], trials.items()):
+        ax.scatter(test["atrophy"], t.test["probabilities"][:, 1], c=test["target"], cmap="coolwarm", s=15)
+        ax.axhline(0.5, color="0.7", lw=1)
+        ax.set(title=name, xlabel="ground-truth atrophy (red: patient)", ylabel=f"P({positive})")
+    return finish(fig, path)
