@@ -12,7 +12,8 @@ subdural: a crescent hugging the inner table over a wide arc; epidural: a short,
 biconvex lens against the inner table; intraventricular: blood inside the ventricles;
 subarachnoid: blood filling the sulcal CSF of a region; intraparenchymal: a lobulated blob
 in the parenchyma with a hypodense rim. Some subjects have several. Calcifications (high-HU
-specks) appear in negatives too, so "bright = bleed" is not enough. A slice is labelled with
+specks) appear in negatives too, so "bright = bleed" is not enough; a headrest shell lies under
+the occiput, apart from the head, for background removal to take away. A slice is labelled with
 a subtype when its bleed mask for that subtype covers at least `min_area_mm2`.
 
 On disk, exactly as RSNA: `<root>/stage_2_train/ID_<9 hex>.dcm` (one file per slice, real CT
@@ -58,7 +59,7 @@ class Preset:
     n_subjects: int
     positive_fraction: float = 0.35  # subjects with at least one bleed (slices: far fewer)
     rows: int = 128  # pixels per side (RSNA: 512)
-    fov_mm: float = 210.0  # field of view; pixel spacing = fov / rows (jittered per subject)
+    fov_mm: float = 250.0  # field of view; pixel spacing = fov / rows (jittered per subject)
     slice_mm: float = 5.0  # slice spacing = thickness, as most RSNA series
     template_mm: float = 1.5  # resolution the MNI152 maps are resampled to before warping
     min_area_mm2: float = 20.0  # bleed area on a slice that makes the slice positive
@@ -71,12 +72,12 @@ class Preset:
 
 PRESETS = {
     # laptop default: 2 CPU cores generate it in well under a minute
-    "small": Preset(n_subjects=40, positive_fraction=0.5, rows=96),
+    "small": Preset(n_subjects=40, positive_fraction=0.5, rows=96, fov_mm=240.0),
     # tiny: unit tests
-    "tiny": Preset(n_subjects=6, positive_fraction=0.5, rows=64, template_mm=2.0, duplicate_rows=3,
+    "tiny": Preset(n_subjects=6, positive_fraction=0.5, rows=64, fov_mm=240.0, template_mm=2.0, duplicate_rows=3,
                    rle_fraction=0.16, j2k_fraction=0.16, quirk_fraction=0.16, unannotated_fraction=0.16),
     # paper-size slices (512 px at ~0.45 mm like RSNA) on a few hundred subjects: a GPU-box job
-    "paper": Preset(n_subjects=400, rows=512, fov_mm=230.0, template_mm=1.0),
+    "paper": Preset(n_subjects=400, rows=512, template_mm=1.0),
 }
 
 
@@ -218,7 +219,7 @@ def _subject_volume(rng: np.random.Generator, tpl: Template, preset: Preset, pos
     spacing = preset.fov_mm / rows * rng.uniform(0.95, 1.05)
     scale = rng.normal(1.0, 0.05)
     rot = _rotation(np.deg2rad(rng.uniform(-14, 8)), *np.deg2rad(rng.uniform(-4, 4, 2)))
-    shift = np.array([rng.normal(0, 3), rng.normal(-15, 4), 0.0])
+    centre = np.array([rng.normal(0, 3), rng.normal(-20, 4), 0.0])  # template point at the image centre
     waves = rng.normal(0, 1, (6, 3)) * (2 * np.pi / rng.uniform(90, 160))
     amps, phases = rng.normal(0, 2.5, (6, 3)), rng.uniform(0, 2 * np.pi, 6)
     z0 = rng.uniform(-42, -30)
@@ -228,7 +229,7 @@ def _subject_volume(rng: np.random.Generator, tpl: Template, preset: Preset, pos
     zs = z0 + np.arange(n_slices) * preset.slice_mm
     Z, Y, X = np.meshgrid(zs, c, c, indexing="ij")
     lps = np.stack([X, Y, Z], -1)
-    ras = lps * np.array([-1.0, -1.0, 1.0]) - shift
+    ras = lps * np.array([-1.0, -1.0, 1.0]) + centre
     q = (ras @ rot) / scale  # inverse of: head = rot @ (scale * template)
     q = q.astype(np.float32)
     q = q + sum(amps[k].astype(np.float32) * np.sin(q @ waves[k].astype(np.float32) + phases[k])[..., None]
@@ -266,6 +267,12 @@ def _subject_volume(rng: np.random.Generator, tpl: Template, preset: Preset, pos
         soft_mask = ndimage.gaussian_filter(blood.astype(np.float32), (0, 0.6, 0.6))
         rim = ndimage.gaussian_filter(blood.astype(np.float32), (0, 2.5, 2.5)) - soft_mask
         hu = np.where(depth <= 0, hu * (1 - soft_mask) + level * soft_mask - 10 * np.clip(rim, 0, 1), hu)
+    # the headrest under the occiput: a curved plastic shell, apart from the head (background removal's job)
+    head_y = Y[hu > -500]
+    if head_y.size:
+        back = head_y.max() + rng.uniform(9, 14)
+        shell = np.abs(Y - (back + 0.006 * X**2)) < rng.uniform(2.0, 3.5)
+        hu = np.where(shell & (np.abs(X) < 75) & (hu < -500), rng.uniform(150, 350), hu)
     hu = hu + np.where(hu > -900, rng.normal(0, rng.uniform(3.5, 6.0), hu.shape), 0)
     hu = ndimage.gaussian_filter(hu, (0, 0.5, 0.5))  # reconstruction kernel
     geometry = dict(spacing=spacing, zs=zs, origin_xy=(float(c[0]), float(c[0])))
