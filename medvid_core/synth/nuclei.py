@@ -44,7 +44,8 @@ def render_nuclei(*, seed: int, size: int = 96, n_nuclei: int = 14, touching: fl
         centres.append((cy, cx, max(rx, ry)))
         texture = 1 + 0.15 * ndimage.gaussian_filter(rng.normal(size=(size, size)), 1.5) / 0.19
         image += m * rng.uniform(0.45, 1.0) * texture
-    image = ndimage.gaussian_filter(image, 1.0) + 0.08 * ndimage.gaussian_filter(rng.random((size, size)), 12) / 0.02
+    glow = ndimage.gaussian_filter(rng.random((size, size)), 12)
+    image = ndimage.gaussian_filter(image, 1.0) + 0.12 + 0.06 * (glow - glow.mean()) / glow.std()  # uneven background
     image += rng.normal(0, 0.05, image.shape)
     image = np.clip(255 * image / max(1.0, float(image.max())), 0, 255).astype(np.uint8)
     return image, np.stack(masks) if masks else np.zeros((0, size, size), bool)
