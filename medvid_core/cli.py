@@ -1,4 +1,4 @@
-"""The command line: ``python -m medvid_core run|batch|params ...``.
+"""The command line: ``python -m medvid_core run|batch|collect|params ...``.
 
 Exit codes: 0 ok, 1 a notebook failed, 2 bad parameters or usage (one line on stderr, nothing executed).
 """
@@ -9,7 +9,7 @@ import logging
 import sys
 
 from .params import OUTPUT_DIR, ParamError, _show, parse_inline_yaml, parse_override, study_spec
-from .runner import StudyFailed, batch, run
+from .runner import StudyFailed, prepare, run
 
 
 class _CellOutput(logging.StreamHandler):
@@ -58,16 +58,55 @@ def _parser() -> argparse.ArgumentParser:
                                   "plus the overrides)")
     dirs(p)
 
-    p = sub.add_parser("batch", help="run studies one after another (default: all)")
-    p.add_argument("studies", nargs="*", metavar="STUDY")
+    p = sub.add_parser("batch", help="run a grid of runs on Dask (default: every study's default)")
+    p.add_argument("targets", nargs="*", metavar="GRID.yaml|STUDY",
+                   help="a grid file (YAML list of runs: study, params, overrides, name) and/or study names "
+                        "(their default run); none: every notebook's default")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="an existing Dask scheduler, e.g. tcp://host:8786 (default: a LocalCluster here)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="LocalCluster workers = runs at once (default: min(runs, cores)); "
+                        "torch threads per run = cores // N")
+    p.add_argument("--force", action="store_true", help="rerun complete runs too")
+    p.add_argument("--summary", metavar="PATH.csv", help="default: OUTPUT_ROOT/batch-summary.csv")
     p.add_argument("--params-dir", metavar="DIR",
-                   help="also run every DIR/STUDY/*.yaml after each study's default")
+                   help="also run every DIR/STUDY/*.yaml of the studies given (or all)")
+    dirs(p)
+
+    p = sub.add_parser("collect", help="gather a study's metrics.json into one table and a plot")
+    p.add_argument("study")
+    p.add_argument("--out", metavar="DIR", help="default: OUTPUT_ROOT/STUDY")
     dirs(p)
 
     p = sub.add_parser("params", help="show a study's parameters")
     p.add_argument("study")
     dirs(p, output=False)
     return parser
+
+
+def _batch(args: argparse.Namespace) -> int:
+    """Validate every run of the grid(s) first (ParamError: nothing starts), then run them on Dask."""
+    from pathlib import Path
+
+    from .batch import batch, default_grid, load_grid
+
+    grids = [t for t in args.targets if t.endswith((".yaml", ".yml"))]
+    studies = [t for t in args.targets if t not in grids]
+    specs = [s for g in grids for s in load_grid(g, notebook_dir=args.notebook_dir)]
+    if studies or not grids:
+        specs += default_grid(studies, notebook_dir=args.notebook_dir)
+    if args.params_dir is not None:
+        for study in sorted({s.study for s in specs}):
+            specs += [prepare(study, params_file=f, notebook_dir=args.notebook_dir)
+                      for f in sorted((Path(args.params_dir) / study).glob("*.y*ml"))]
+    labels = [f"{s.study}/{s.name}" for s in specs]
+    duplicates = sorted({label for label in labels if labels.count(label) > 1})
+    if duplicates:
+        raise ParamError(f"output folder {duplicates[0]} appears twice in this batch; give one a 'name'")
+    if args.workers is not None and args.workers < 1:
+        raise ParamError("--workers must be at least 1")
+    return batch(specs, output_root=args.output_root, notebook_dir=args.notebook_dir,
+                 scheduler=args.scheduler, workers=args.workers, force=args.force, summary=args.summary)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,8 +117,13 @@ def main(argv: list[str] | None = None) -> int:
             _print_params(args.study, args.notebook_dir)
             return 0
         if args.command == "batch":
-            return batch(args.studies, params_dir=args.params_dir,
-                          output_root=args.output_root, notebook_dir=args.notebook_dir)
+            return _batch(args)
+        if args.command == "collect":
+            from .collect import collect
+
+            table, plot = collect(args.study, output_root=args.output_root, out_dir=args.out)
+            print(f"{args.study}: {_show(table)} and {_show(plot)}", flush=True)
+            return 0
         overrides = {}
         for text in args.inline_yaml:
             overrides.update(parse_inline_yaml(text))

@@ -6,16 +6,19 @@ executed notebook, ``params.yaml`` (the merged parameters actually used, with wh
 whatever the notebook saves under its ``output_dir`` parameter (metrics.json, CSVs, PNGs). The run name
 is the params file's stem (or ``default``), plus the overrides when there are any, so a run with
 ``-p epochs=3`` never overwrites the default results.
+
+A run executes in a staging folder and is renamed into place when it finished, with the marker
+:data:`COMPLETE` written last: `medvid_core.batch` skips complete runs and reruns the rest.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
-import subprocess
-import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +78,114 @@ def run_name(params_file: str | Path | None = None, overrides: dict[str, Any] | 
     return name
 
 
+# ------------------------------------------------------------------- complete runs
+
+#: Written last into a run's folder, after papermill returned without error: a folder is *complete*
+#: when it holds this file and the file's digest equals the run's (same notebook code, same merged
+#: parameters). Anything else (no marker, a FAILED.txt, another digest) is rerun by `batch`.
+COMPLETE = ".complete.json"
+#: A failed run's folder holds this one-line summary (and the executed notebook), never COMPLETE.
+FAILED = "FAILED.txt"
+#: Runs execute in ``output_root/STUDY/.incomplete/NAME.PID/`` and are renamed into place at the end.
+INCOMPLETE_DIR = ".incomplete"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run, resolved and validated: what `run` executes and what `batch` schedules."""
+
+    study: str
+    name: str
+    params: dict  # merged, validated: defaults < params file < overrides (output_dir excluded)
+    params_file: Path | None
+    overrides: dict
+    digest: str  # of the notebook's code cells and `params`: what "complete" is checked against
+
+    def out_dir(self, output_root: str | Path) -> Path:
+        return (Path(output_root) / self.study / self.name).resolve()
+
+
+def _notebook_code(notebook: Path) -> list[str]:
+    import nbformat
+
+    nb = nbformat.read(notebook, as_version=4)
+    return [c.source for c in nb.cells if c.cell_type == "code"]
+
+
+def prepare(
+    study: str,
+    *,
+    params_file: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    notebook_dir: str | Path = "notebooks",
+    name: str | None = None,
+) -> RunSpec:
+    """Validate a run without executing anything; raises :class:`ParamError` (one line)."""
+    spec = study_spec(study, notebook_dir=notebook_dir)
+    notebook = Path(notebook_dir) / f"{study}.ipynb"
+    if OUTPUT_DIR not in spec:
+        raise ParamError(f"{_show(notebook)} parameters cell must declare {OUTPUT_DIR} = \"\"")
+    params = {key: p.default for key, p in spec.items() if key != OUTPUT_DIR}
+    params_file = Path(params_file) if params_file is not None else None
+    if params_file is not None:
+        params.update(validate(load_params_file(params_file), spec, _show(params_file)))
+    overrides = dict(overrides or {})
+    params.update(validate(overrides, spec, "-p"))
+    name = name or run_name(params_file, overrides)
+    if name in (".", "..") or "/" in name or name.startswith("."):
+        raise ParamError(f"run name {name!r} must be a plain folder name (no '/', not starting with '.')")
+    blob = json.dumps({"study": study, "notebook": _notebook_code(notebook), "params": params},
+                      sort_keys=True, default=str)
+    return RunSpec(study, name, params, params_file, overrides, hashlib.sha256(blob.encode()).hexdigest())
+
+
+def read_marker(out_dir: str | Path) -> dict | None:
+    """The COMPLETE marker's content, or None when absent or unreadable (an unfinished write)."""
+    try:
+        return json.loads((Path(out_dir) / COMPLETE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def is_complete(spec: RunSpec, output_root: str | Path) -> bool:
+    """Did this exact run (same notebook code, same parameters) finish into its folder?"""
+    marker = read_marker(spec.out_dir(output_root))
+    return marker is not None and marker.get("digest") == spec.digest
+
+
+def _clear_stale(staging_root: Path, name: str) -> None:
+    """Remove earlier attempts of `name` (a killed run's staging folder, a half-swapped old one)."""
+    pattern = re.compile(re.escape(name) + r"\.(old\.)?\d+")
+    for stale in staging_root.glob("*"):
+        if pattern.fullmatch(stale.name):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def move_into_place(staging: Path, final: Path) -> None:
+    """Rename the finished `staging` folder to `final` (same file system: an atomic rename).
+
+    An existing `final` is first renamed aside and deleted after, so at no moment does `final`
+    hold a mix of two runs; a kill between the two renames leaves no `final` at all (rerun).
+    """
+    if final.exists():
+        aside = staging.parent / f"{final.name}.old.{os.getpid()}"
+        os.rename(final, aside)
+        os.rename(staging, final)
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        os.rename(staging, final)
+
+
+def _fsync_write(path: Path, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+# ---------------------------------------------------------------------------- run
+
+
 def run(
     study: str,
     *,
@@ -88,41 +199,36 @@ def run(
     """Execute one study and return its output folder ``output_root/STUDY/<name>``.
 
     ``<name>`` is `run_name(params_file, overrides)` unless given: a run with overrides gets its own
-    folder, and its params.yaml says what was overridden. The
-    folder is emptied first so it never mixes results of two runs. Raises
-    :class:`ParamError` before executing anything if the parameters do not
-    fit the notebook, and :class:`StudyFailed` if a cell raises (the executed
-    notebook with papermill's error cell is kept for inspection).
+    folder, and its params.yaml says what was overridden. The notebook executes in a fresh staging
+    folder ``output_root/STUDY/.incomplete/<name>.<pid>/`` (its ``output_dir``); when it finished,
+    the marker :data:`COMPLETE` is written last and the folder is renamed into place, replacing an
+    older result as a whole. So a killed run never leaves a folder that looks complete.
+    Raises :class:`ParamError` before executing anything if the parameters do not fit the notebook,
+    and :class:`StudyFailed` if a cell raises: the failed folder (executed notebook with papermill's
+    error cell, ``FAILED.txt``, no marker) is moved into place for inspection.
     """
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
-    spec = study_spec(study, notebook_dir=notebook_dir)
+    spec = prepare(study, params_file=params_file, overrides=overrides, notebook_dir=notebook_dir, name=name)
     notebook = Path(notebook_dir) / f"{study}.ipynb"
-    if OUTPUT_DIR not in spec:
-        raise ParamError(f"{_show(notebook)} parameters cell must declare {OUTPUT_DIR} = \"\"")
-
-    params = {name: p.default for name, p in spec.items() if name != OUTPUT_DIR}
-    params_file = Path(params_file) if params_file is not None else None
-    if params_file is not None:
-        params.update(validate(load_params_file(params_file), spec, _show(params_file)))
-    overrides = dict(overrides or {})
-    params.update(validate(overrides, spec, "-p"))
-
-    out_dir = (Path(output_root) / study / (name or run_name(params_file, overrides))).resolve()
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True)
-    (out_dir / "params.yaml").write_text(
-        _params_yaml(study, params, params_file, overrides), encoding="utf-8"
+    final = spec.out_dir(output_root)
+    staging_root = final.parent / INCOMPLETE_DIR
+    staging_root.mkdir(parents=True, exist_ok=True)
+    _clear_stale(staging_root, spec.name)
+    staging = staging_root / f"{spec.name}.{os.getpid()}"
+    staging.mkdir()
+    (staging / "params.yaml").write_text(
+        _params_yaml(study, spec.params, spec.params_file, spec.overrides), encoding="utf-8"
     )
 
-    executed = out_dir / f"{study}.ipynb"
+    executed = f"{study}.ipynb"
+    t0 = time.monotonic()
     try:
         pm.execute_notebook(
             str(notebook),
-            str(executed),
-            parameters={**params, OUTPUT_DIR: str(out_dir)},
+            str(staging / executed),
+            parameters={**spec.params, OUTPUT_DIR: str(staging)},
             kernel_name=_kernel_name(),
             language="python",  # studies are Python; spares notebooks saved without metadata
             cwd=str(cwd if cwd is not None else REPO_ROOT),
@@ -130,51 +236,19 @@ def run(
             log_output=True,
         )
     except PapermillExecutionError as exc:
-        raise StudyFailed(
-            f"{_show(notebook)} failed in cell {exc.cell_index + 1} "
-            f"(exec count {exc.exec_count}): {exc.ename}: {exc.evalue}; see {_show(executed)}",
-            executed=executed,
-        ) from None
+        message = (f"{_show(notebook)} failed in cell {exc.cell_index + 1} "
+                   f"(exec count {exc.exec_count}): {exc.ename}: {exc.evalue}")
+        cause = None
     except Exception as exc:  # dead kernel (OOM), kernel start timeout, ...
-        raise StudyFailed(
-            f"{_show(notebook)} could not be executed: {type(exc).__name__}: {exc}; "
-            f"see {_show(executed)} if it exists",
-            executed=executed,
-        ) from exc
-    return out_dir
-
-
-def batch(studies: list[str], *, params_dir: str | None, output_root: str, notebook_dir: str) -> int:
-    """Run each study's default (plus every ``params_dir/STUDY/*.yaml`` if asked).
-
-    Each run is its own ``python -m medvid_core run`` process: papermill's
-    ``cwd`` is process-wide, and a crashed kernel must not take the batch's
-    bookkeeping with it. Stops at the first failure.
-    """
-    if not studies:
-        studies = sorted(p.stem for p in Path(notebook_dir).glob("*.ipynb"))
-        if not studies:
-            raise ParamError(f"no notebooks in {notebook_dir}/")
-    for study in studies:  # fail fast on typos, before hours of compute
-        study_spec(study, notebook_dir=notebook_dir)
-    jobs = []
-    for study in studies:
-        jobs.append((study, None))
-        if params_dir is not None:
-            jobs += [(study, f) for f in sorted((Path(params_dir) / study).glob("*.y*ml"))]
-    start = time.monotonic()
-    for study, params_file in jobs:
-        cmd = [sys.executable, "-m", "medvid_core", "run", study,
-               "--output-root", output_root, "--notebook-dir", notebook_dir]
-        if params_file is not None:
-            cmd += ["--params", str(params_file)]
-        label = f"{study}/{params_file.stem if params_file else 'default'}"
-        t0 = time.monotonic()
-        rc = subprocess.call(cmd)
-        took = time.monotonic() - t0
-        if rc != 0:
-            print(f"batch: {label} FAILED (exit {rc}) after {took:.1f}s", file=sys.stderr)
-            return rc
-        print(f"batch: {label} ok in {took:.1f}s", flush=True)
-    print(f"batch: {len(jobs)} run(s) ok in {time.monotonic() - start:.1f}s", flush=True)
-    return 0
+        message = f"{_show(notebook)} could not be executed: {type(exc).__name__}: {exc}"
+        cause = exc
+    else:
+        marker = {"study": study, "name": spec.name, "digest": spec.digest,
+                  "wall_s": round(time.monotonic() - t0, 1)}
+        _fsync_write(staging / COMPLETE, json.dumps(marker, indent=1) + "\n")
+        move_into_place(staging, final)
+        return final
+    message = " ".join(message.split())  # one line, whatever the exception text holds
+    (staging / FAILED).write_text(message + "\n", encoding="utf-8")
+    move_into_place(staging, final)
+    raise StudyFailed(f"{message}; see {_show(final / executed)}", executed=final / executed) from cause
