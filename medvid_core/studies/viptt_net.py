@@ -1,0 +1,408 @@
+"""ViPTT-Net (Zunair, Rahman & Mohammed, CLEF 2021): TB type from chest CT with a CNN+LSTM pretrained on videos.
+
+The study's room: the paper's published numbers (Tables 1-2), reading the action videos (first `depth`
+frames, gray, resized; shorter clips dropped and reported) and the CT cohort (HU window, SIZ), the
+pretraining on videos with the frozen VGG on cached features, the head swap and fine-tuning of every
+layer, the four recipes of Table 1 (No PT, PT, PT+CW, PT+CW+AUG), the metrics (Cohen's kappa, accuracy,
+per-class F1, confusion matrix) and the study's figures. Keyword names of the public functions are the
+notebook's parameter names.
+"""
+from __future__ import annotations
+
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+import cv2
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from sklearn.metrics import cohen_kappa_score, confusion_matrix, f1_score
+from sklearn.model_selection import train_test_split
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+import medvid_core.models.cnn_rnn  # noqa: F401  (registers viptt_net)
+
+from ..io.imageclef_tbt import TB_TYPES, read_tbt_labels
+from ..io.nifti import load_volume
+from ..io.video import read_video
+from ..losses import class_weights
+from ..models import get_model
+from ..models.cnn_rnn import CNNRNN, precompute_features
+from ..paths import DATA_DIR
+from ..plots import finish
+from ..synth import action_video, chest_ct
+from ..train import evaluate, fit, load_checkpoint, save_checkpoint, seed_everything
+from ..transforms import RandomVolumeRotation, hu_to_unit, spline_zoom
+
+# --------------------------------------------------------------------------- the paper's numbers
+
+SHORT = ("Infiltrative", "Focal", "Tuberculoma", "Miliary", "FibC")  # the paper's column names
+# Table 1: validation split (184 scans): kappa and per-class F1.
+TABLE1 = pd.DataFrame(
+    [("No PT", 0.17, 0.61, 0.46, 0.00, 0.20, 0.14),
+     ("PT", 0.35, 0.68, 0.56, 0.09, 0.40, 0.48),
+     ("PT+CW", 0.30, 0.59, 0.41, 0.37, 0.33, 0.65),
+     ("PT+CW+AUG", 0.33, 0.59, 0.47, 0.27, 0.54, 0.61)],
+    columns=["method", "kappa", *SHORT]).set_index("method")
+# Table 2: the challenge's test set (421 scans): kappa and accuracy (%).
+TABLE2 = pd.DataFrame([("PT", 0.13, 42.30), ("PT+CW", 0.14, 38.50), ("PT+CW+AUG", 0.20, 42.30)],
+                      columns=["method", "kappa", "accuracy"]).set_index("method")
+
+# The recipes of Table 1: pretraining on videos, class-weighted loss, rotation augmentation.
+METHODS = {
+    "No PT": dict(pretrained=False, weighted=False, augment=False),
+    "PT": dict(pretrained=True, weighted=False, augment=False),
+    "PT+CW": dict(pretrained=True, weighted=True, augment=False),
+    "PT+CW+AUG": dict(pretrained=True, weighted=True, augment=True),
+}
+PAPER_ACTIONS = action_video.ACTIONS  # the ten UCF50 classes the authors pretrained on
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def tbt_scores(outputs, targets, *, num_classes: int = 5) -> dict:
+    """Cohen's kappa (scikit-learn's), accuracy, per-class F1 and the confusion matrix of logits vs labels."""
+    pred = torch.as_tensor(outputs).argmax(1).numpy()
+    true = torch.as_tensor(targets).numpy()
+    labels = list(range(num_classes))
+    kappa = cohen_kappa_score(true, pred, labels=labels)
+    return {"kappa": 0.0 if np.isnan(kappa) else float(kappa), "accuracy": float((pred == true).mean()),
+            "f1": f1_score(true, pred, labels=labels, average=None, zero_division=0).tolist(),
+            "confusion": confusion_matrix(true, pred, labels=labels).tolist()}
+
+
+def epoch_metrics(outputs, targets) -> dict:
+    """What the trainer records per epoch (floats only): kappa and accuracy."""
+    s = tbt_scores(outputs, targets, num_classes=outputs.shape[1])
+    return {"kappa": s["kappa"], "accuracy": s["accuracy"]}
+
+
+class TrainWeightedCE(nn.Module):
+    """Cross-entropy weighted by class during training only, as Keras' `class_weight` does: the trainer
+    evaluates under `torch.no_grad()`, where this loss is the plain one, so the validation loss that
+    early stopping watches is the same for weighted and unweighted runs."""
+
+    def __init__(self, weight: torch.Tensor):
+        super().__init__()
+        self.register_buffer("weight", weight)
+
+    def forward(self, outputs, targets):
+        weight = self.weight.to(outputs.device) if torch.is_grad_enabled() else None
+        return F.cross_entropy(outputs, targets, weight=weight)
+
+
+# --------------------------------------------------------------------------- data
+
+
+def _resize_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
+    return np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in frames])
+
+
+@dataclass
+class Videos:
+    """Preprocessed clips (N, depth, H, W) uint8, labels 0..9, the class names, and what was dropped."""
+
+    clips: np.ndarray
+    labels: np.ndarray
+    classes: list[str]
+    files: list[str]
+    dropped: pd.DataFrame
+
+
+def _read_clip(path: str, depth: int, height: int, width: int):
+    video = read_video(path)
+    if len(video) < depth:
+        return None, len(video)
+    return _resize_frames(video[:depth], height, width), len(video)
+
+
+def load_videos(*, video_preset: str = "small", video_root: str = "", video_classes: list[str] | None = None,
+                depth: int = 70, height: int = 224, width: int = 224, seed: int = 0, n_jobs: int = 2) -> Videos:
+    """The action clips as the authors read them: the first `depth` frames, gray, resized to height x width;
+    clips shorter than `depth` are dropped (listed in `dropped`). `video_root` is a folder holding `UCF50/`
+    (a real UCF50 works); empty means the synthetic tree of `video_preset`, generated on first use."""
+    root = Path(video_root) if video_root else DATA_DIR / "viptt_net" / f"videos-{video_preset}-seed{seed}"
+    if not video_root:
+        action_video.ensure_action_videos(root, video_preset, seed=seed)
+    classes = list(video_classes or PAPER_ACTIONS)
+    files = [(str(p), k) for k, c in enumerate(classes) for p in sorted((root / "UCF50" / c).glob("*.avi"))]
+    if not files:
+        raise FileNotFoundError(f"{root / 'UCF50'}: no .avi files for classes {', '.join(classes)}")
+    jobs = [(f, depth, height, width) for f, _ in files]
+    if n_jobs > 1:
+        with ProcessPoolExecutor(n_jobs, mp_context=get_context("fork")) as pool:
+            read = list(pool.map(_read_clip, *zip(*jobs)))
+    else:
+        read = [_read_clip(*job) for job in jobs]
+    keep = [i for i, (clip, _) in enumerate(read) if clip is not None]
+    dropped = pd.DataFrame([{"file": Path(files[i][0]).name, "class": classes[files[i][1]], "frames": read[i][1]}
+                            for i in range(len(files)) if read[i][0] is None], columns=["file", "class", "frames"])
+    return Videos(clips=np.stack([read[i][0] for i in keep]), labels=np.array([files[i][1] for i in keep]),
+                  classes=classes, files=[files[i][0] for i in keep], dropped=dropped)
+
+
+def ct_to_clip(path: str, *, depth: int, height: int, width: int, zoom_order: int = 1) -> np.ndarray:
+    """One CT as the network sees it: axial slices (z, y, x) with anterior up, HU clipped to [-1000, 400]
+    and scaled to [0, 1], then SIZ to (depth, height, width). float16 to keep a cohort in memory."""
+    vol, _ = load_volume(path)  # canonical RAS: x left->right, y posterior->anterior, z inferior->superior
+    axial = vol.transpose(2, 1, 0)[:, ::-1, :]
+    return spline_zoom(hu_to_unit(axial), depth=depth, height=height, width=width, order=zoom_order).astype(np.float16)
+
+
+@dataclass
+class Cohort:
+    """The CT cohort after SIZ: train/val (stratified 80/20 of the training set) and the separate test set."""
+
+    train: pd.DataFrame
+    val: pd.DataFrame
+    test: pd.DataFrame
+    clips: dict[str, np.ndarray] = field(repr=False)  # FileName -> (depth, H, W) float16
+    root: Path
+
+
+def load_ct(*, ct_preset: str = "small", ct_root: str = "", depth: int = 70, height: int = 224, width: int = 224,
+            zoom_order: int = 1, val_size: float = 0.2, seed: int = 0, n_jobs: int = 2) -> Cohort:
+    """Read (or generate on first use) the ImageCLEF-TBT-shaped cohort and apply SIZ to every scan.
+
+    `ct_root` holds `train_labels.csv`, `test_labels.csv`, `train/` and `test/` (the layout of
+    `medvid_core.synth.chest_ct`; a real ImageCLEF folder arranged so works); empty means the synthetic
+    `ct_preset`. The validation split is stratified by type, `val_size` of the training set.
+    """
+    root = Path(ct_root) if ct_root else DATA_DIR / "viptt_net" / f"ct-{ct_preset}-seed{seed}"
+    if not ct_root:
+        chest_ct.ensure_cohort(root, ct_preset, seed=seed, n_jobs=n_jobs)
+    train_all = read_tbt_labels(root / "train_labels.csv", images_dir=root / "train")
+    test = read_tbt_labels(root / "test_labels.csv", images_dir=root / "test")
+    train, val = train_test_split(train_all, test_size=val_size, stratify=train_all.label, random_state=seed)
+    paths = list(train_all.path) + list(test.path)
+    kw = dict(depth=depth, height=height, width=width, zoom_order=zoom_order)
+    if n_jobs > 1:
+        with ProcessPoolExecutor(n_jobs, mp_context=get_context("fork")) as pool:
+            arrays = list(pool.map(_ct_job, [(p, kw) for p in paths]))
+    else:
+        arrays = [_ct_job((p, kw)) for p in paths]
+    names = list(train_all.FileName) + list(test.FileName)
+    return Cohort(train=train.reset_index(drop=True), val=val.reset_index(drop=True), test=test.reset_index(drop=True),
+                  clips=dict(zip(names, arrays)), root=root)
+
+
+def _ct_job(job):
+    path, kw = job
+    return ct_to_clip(path, **kw)
+
+
+class ClipDataset(Dataset):
+    """(1, depth, H, W) float32 clips and integer labels; `transform` on the (depth, H, W) array first."""
+
+    def __init__(self, clips, labels, *, transform=None, scale: float = 1.0):
+        self.clips, self.labels, self.transform, self.scale = clips, np.asarray(labels), transform, scale
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        clip = np.asarray(self.clips[i], dtype=np.float32) * self.scale
+        if self.transform is not None:
+            clip = self.transform(clip)
+        return torch.from_numpy(np.ascontiguousarray(clip))[None], int(self.labels[i])
+
+
+def ct_dataset(cohort: Cohort, split: str, *, augment: bool = False) -> ClipDataset:
+    df = getattr(cohort, split)
+    return ClipDataset([cohort.clips[n] for n in df.FileName], df.label.to_numpy(),
+                       transform=RandomVolumeRotation() if augment else None)
+
+
+# --------------------------------------------------------------------------- pretraining on videos
+
+
+@dataclass
+class Pretraining:
+    model: CNNRNN
+    history: list
+    val: dict
+    checkpoint: Path
+    feature_seconds: float
+
+
+def pretrain(videos: Videos, *, checkpoint: str | Path, vgg_width: float = 1.0, hidden: int = 256,
+             fc_hidden: int = 1024, weights: str = "", lr: float = 1e-3, momentum: float = 0.0,
+             batch_size: int = 2, pretrain_epochs: int = 100, plateau_patience: int = 5,
+             early_stopping: int = 8, val_size: float = 0.2, seed: int = 0, device: str = "cpu") -> Pretraining:
+    """ViPTT-Net on the action clips with the VGG frozen and no augmentation (the paper's pretraining).
+
+    The frozen encoder's per-frame features are computed once per clip, then the LSTM and head train on
+    them (`CNNRNN.forward` takes features): the same model, far fewer FLOPs. The weights are saved to
+    `checkpoint` for the fine-tuning runs.
+    """
+    import time
+
+    seed_everything(seed)
+    model = get_model("viptt_net", num_classes=len(videos.classes), width=vgg_width, hidden=hidden,
+                      fc_hidden=fc_hidden, weights=weights or None).freeze_encoder()
+    counts = np.bincount(videos.labels)
+    stratify = videos.labels if counts[counts > 0].min() >= 2 else None  # a class with one clip cannot be split
+    idx_train, idx_val = train_test_split(np.arange(len(videos.labels)), test_size=val_size,
+                                          stratify=stratify, random_state=seed)
+    clips = ClipDataset(videos.clips, videos.labels, scale=1 / 255)
+    start = time.perf_counter()
+    feats, labels = precompute_features(model, DataLoader(clips, batch_size=8), device=device)
+    feature_seconds = time.perf_counter() - start
+    gen = torch.Generator().manual_seed(seed)
+    train = DataLoader(TensorDataset(feats[idx_train], labels[idx_train]), batch_size=batch_size, shuffle=True,
+                       generator=gen)
+    val = DataLoader(TensorDataset(feats[idx_val], labels[idx_val]), batch_size=batch_size)
+    history = fit(model, train, epochs=pretrain_epochs, lr=lr, optimizer="sgd", momentum=momentum, head="fc",
+                  schedule="plateau", plateau_patience=plateau_patience, val_loader=val, monitor="val_loss",
+                  early_stopping=early_stopping, metric_fn=epoch_metrics, device=device, desc="pretrain")
+    ev = evaluate(model, val, metric_fn=lambda o, t: tbt_scores(o, t, num_classes=len(videos.classes)), device=device)
+    save_checkpoint(checkpoint, model=model, history=history)
+    return Pretraining(model=model, history=history, val={k: ev[k] for k in ("kappa", "accuracy", "confusion")},
+                       checkpoint=Path(checkpoint), feature_seconds=feature_seconds)
+
+
+def pretrained_for_tb(checkpoint: str | Path, *, num_actions: int = 10, vgg_width: float = 1.0, hidden: int = 256,
+                      fc_hidden: int = 1024) -> CNNRNN:
+    """The pretrained network from its checkpoint with the 10-way head swapped for a 5-way one, all layers
+    trainable again."""
+    model = get_model("viptt_net", num_classes=num_actions, width=vgg_width, hidden=hidden, fc_hidden=fc_hidden)
+    load_checkpoint(checkpoint, model=model)
+    return model.replace_head(len(TB_TYPES)).freeze_encoder(False)
+
+
+# --------------------------------------------------------------------------- fine-tuning on CT
+
+
+@dataclass
+class Trial:
+    method: str
+    history: list
+    val: dict
+    test: dict
+
+
+def finetune(cohort: Cohort, method: str, *, checkpoint: str | Path | None = None, vgg_width: float = 1.0,
+             hidden: int = 256, fc_hidden: int = 1024, weights: str = "", lr: float = 1e-3, momentum: float = 0.0,
+             batch_size: int = 2, epochs: int = 100, plateau_patience: int = 5, early_stopping: int = 8,
+             seed: int = 0, device: str = "cpu") -> Trial:
+    """One row of Table 1: train every layer on the CT training split with the recipe `method`; evaluate
+    the restored best weights on the validation split (Table 1) and the test set (Table 2)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from: {', '.join(METHODS)}")
+    recipe = METHODS[method]
+    seed_everything(seed)
+    if recipe["pretrained"]:
+        if checkpoint is None:
+            raise ValueError(f"method {method!r} needs the pretraining checkpoint")
+        model = pretrained_for_tb(checkpoint, vgg_width=vgg_width, hidden=hidden, fc_hidden=fc_hidden)
+    else:
+        model = get_model("viptt_net", num_classes=len(TB_TYPES), width=vgg_width, hidden=hidden, fc_hidden=fc_hidden,
+                          weights=weights or None)
+    if recipe["weighted"]:
+        loss_fn = TrainWeightedCE(class_weights(cohort.train.label, len(TB_TYPES)))
+    else:
+        loss_fn = nn.CrossEntropyLoss()
+    gen = torch.Generator().manual_seed(seed)
+    train = DataLoader(ct_dataset(cohort, "train", augment=recipe["augment"]), batch_size=batch_size, shuffle=True,
+                       generator=gen)
+    val = DataLoader(ct_dataset(cohort, "val"), batch_size=batch_size)
+    test = DataLoader(ct_dataset(cohort, "test"), batch_size=batch_size)
+    history = fit(model, train, epochs=epochs, lr=lr, loss_fn=loss_fn, optimizer="sgd", momentum=momentum,
+                  head="fc", schedule="plateau", plateau_patience=plateau_patience, val_loader=val,
+                  monitor="val_loss", early_stopping=early_stopping, metric_fn=epoch_metrics, device=device,
+                  desc=method)
+    scores = {}
+    for name, loader in (("val", val), ("test", test)):
+        ev = evaluate(model, loader, loss_fn=nn.CrossEntropyLoss(), metric_fn=tbt_scores, device=device)
+        scores[name] = {k: ev[k] for k in ("loss", "kappa", "accuracy", "f1", "confusion")}
+    return Trial(method=method, history=history, val=scores["val"], test=scores["test"])
+
+
+def run_table(cohort: Cohort, methods: list[str], *, checkpoint=None, **kwargs) -> tuple[pd.DataFrame, dict]:
+    """Every method of `methods` (Table 1 rows): one row per method with val kappa/F1 and test kappa/accuracy."""
+    trials, rows = {}, []
+    for method in methods:
+        t = finetune(cohort, method, checkpoint=checkpoint, **kwargs)
+        trials[method] = t
+        rows.append({"method": method, "val_kappa": t.val["kappa"], "val_accuracy": t.val["accuracy"],
+                     **{f"val_f1_{c}": f for c, f in zip(SHORT, t.val["f1"])},
+                     "test_kappa": t.test["kappa"], "test_accuracy": t.test["accuracy"],
+                     "best_epoch": t.history.best_epoch, "epochs_run": len(t.history)})
+    return pd.DataFrame(rows), trials
+
+
+# --------------------------------------------------------------------------- side-by-side tables
+
+
+def table1_side_by_side(ours: pd.DataFrame) -> pd.DataFrame:
+    """Kappa and per-class F1 on the validation split: ours | paper's, rounded to 2 decimals."""
+    rows = []
+    for r in ours.itertuples():
+        row = {"method": r.method, "kappa": round(r.val_kappa, 2), "paper kappa": TABLE1.kappa.get(r.method)}
+        for c in SHORT:
+            row[f"F1 {c}"] = round(getattr(r, f"val_f1_{c}"), 2)
+            row[f"paper {c}"] = TABLE1[c].get(r.method)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def table2_side_by_side(ours: pd.DataFrame) -> pd.DataFrame:
+    """Kappa and accuracy (%) on the test set: ours | paper's (the paper has no No PT test row)."""
+    return pd.DataFrame([{"method": r.method, "kappa": round(r.test_kappa, 2),
+                          "paper kappa": TABLE2.kappa.get(r.method, np.nan),
+                          "accuracy %": round(100 * r.test_accuracy, 1),
+                          "paper accuracy %": TABLE2.accuracy.get(r.method, np.nan)} for r in ours.itertuples()])
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def siz_figure(path_nifti: str, *, depth: int, height: int, width: int, zoom_order: int = 1, path=None):
+    """A CT before and after SIZ: a coronal reformat (z stretched or squeezed to `depth`) and axial slices."""
+    vol, spacing = load_volume(path_nifti)
+    axial = hu_to_unit(vol.transpose(2, 1, 0)[:, ::-1, :])
+    zoomed = spline_zoom(axial, depth=depth, height=height, width=width, order=zoom_order)
+    fig, axes = plt.subplots(2, 5, figsize=(13, 5.4), gridspec_kw={"width_ratios": [1.6, 1, 1, 1, 1]})
+    for row, (v, title) in enumerate(((axial, f"original {axial.shape}, slice {spacing[2]:.1f} mm"),
+                                      (zoomed, f"after SIZ {zoomed.shape}"))):
+        axes[row, 0].imshow(v[::-1, v.shape[1] // 2, :], cmap="gray", aspect="auto")
+        axes[row, 0].set_title(f"coronal: {title}", fontsize=8)
+        for ax, z in zip(axes[row, 1:], np.linspace(0.2, 0.8, 4)):
+            k = int(z * (len(v) - 1))
+            ax.imshow(v[k], cmap="gray")
+            ax.set_title(f"slice {k}/{len(v)}", fontsize=8)
+    for ax in axes.ravel():
+        ax.axis("off")
+    return finish(fig, path)
+
+
+def video_vs_ct(clip: np.ndarray, ct: np.ndarray, *, action: str, tb_type: str, n: int = 8, path=None):
+    """A frame strip of an action clip above a CT shown as a video of axial slices (both after preprocessing)."""
+    fig, axes = plt.subplots(2, n, figsize=(1.6 * n, 3.6))
+    for row, (v, name) in enumerate(((clip, action), (ct, tb_type))):
+        for ax, k in zip(axes[row], np.linspace(0, len(v) - 1, n).round().astype(int)):
+            ax.imshow(v[k], cmap="gray")
+            ax.set_title(f"{name[:12]} t={k}" if k == 0 else f"t={k}", fontsize=7)
+            ax.axis("off")
+    return finish(fig, path)
+
+
+def confusion_figure(trials: dict, *, split: str = "test", path=None):
+    """One confusion matrix per method (rows: truth, columns: prediction)."""
+    fig, axes = plt.subplots(1, len(trials), figsize=(3.3 * len(trials), 3.2), squeeze=False)
+    for ax, (name, t) in zip(axes[0], trials.items()):
+        cm = np.array(getattr(t, split)["confusion"])
+        ax.imshow(cm, cmap="Blues")
+        for (i, j), v in np.ndenumerate(cm):
+            ax.text(j, i, int(v), ha="center", va="center", fontsize=8)
+        ax.set_xticks(range(len(SHORT)), [s[:4] for s in SHORT], fontsize=7)
+        ax.set_yticks(range(len(SHORT)), [s[:4] for s in SHORT], fontsize=7)
+        ax.set_title(f"{name} ({split})", fontsize=9)
+        ax.set(xlabel="predicted", ylabel="true")
+    return finish(fig, path)
