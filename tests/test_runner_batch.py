@@ -338,3 +338,30 @@ def test_killed_batch_rerun_keeps_finished_runs_and_completes_the_rest(nbdir, tm
         assert json.loads((out_root / "work" / name / "metrics.json").read_text()) == {"x2": 2}
         assert (out_root / "work" / name / COMPLETE).is_file()
     assert list((out_root / "work" / INCOMPLETE_DIR).iterdir()) == []
+
+
+# ------------------------------------------------------------------------- shipped grids, threads
+
+
+def test_shipped_grids_validate():
+    grids = sorted((REPO_ROOT / "params").glob("grid*.yaml"))
+    assert grids
+    for grid in grids:
+        assert load_grid(grid, notebook_dir=REPO_ROOT / "notebooks")
+
+
+class _FakeClient:
+    """scheduler_info/run as a two-host cluster answers them."""
+
+    def scheduler_info(self):
+        return {"workers": {"tcp://10.0.0.1:1": {"host": "10.0.0.1", "nthreads": 1},
+                            "tcp://10.0.0.1:2": {"host": "10.0.0.1", "nthreads": 1},
+                            "tcp://10.0.0.2:1": {"host": "10.0.0.2", "nthreads": 4}}}
+
+    def run(self, fn):
+        return {"tcp://10.0.0.1:1": 8, "tcp://10.0.0.1:2": 8, "tcp://10.0.0.2:1": 16}
+
+
+def test_torch_threads_per_run_never_oversubscribe_a_host():
+    assert batch_mod._threads_per_run(_FakeClient(), None) == {"10.0.0.1": 4, "10.0.0.2": 4}
+    assert batch_mod._threads_per_run(_FakeClient(), 2) == {"*": 1}  # LocalCluster: 2 cores, 6 slots
