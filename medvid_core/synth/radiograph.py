@@ -184,26 +184,42 @@ def _to_pixels(points: np.ndarray, pose: dict) -> np.ndarray:
     return (points - 0.5) @ rot.T * pose["scale"] + pose["centre"]
 
 
+def _window(seg: np.ndarray, margin: float, h: int, w: int) -> tuple[slice, slice]:
+    """The pixel rows/columns within `margin` of a segment's end points' bounding box."""
+    x0, x1 = sorted((seg[0], seg[2]))
+    y0, y1 = sorted((seg[1], seg[3]))
+    ys = slice(int(max(0, np.floor(y0 - margin))), int(min(h, np.ceil(y1 + margin) + 1)))
+    xs = slice(int(max(0, np.floor(x0 - margin))), int(min(w, np.ceil(x1 + margin) + 1)))
+    return ys, xs
+
+
 def _render(h: int, w: int, bones: list, metal: list, pose: dict, build: dict, rng) -> np.ndarray:
-    """Attenuation image -> detector intensity in [0, 1] (bright = dense, as radiographs are shown)."""
+    """Attenuation image -> detector intensity in [0, 1] (bright = dense, as radiographs are shown).
+
+    Each capsule is evaluated only in the window it can reach (its radius plus the soft-tissue margin).
+    """
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     s = pose["scale"]
     att = np.zeros((h, w), np.float32)
     soft = np.full((h, w), np.inf, np.float32)
+    margin_t = build["tissue"] * s
     for x0, y0, x1, y1, r in bones:
         seg = _to_pixels(np.array([[x0, y0], [x1, y1]]), pose).ravel()
-        d = _capsule_distance(xx, yy, seg)
         rp = r * s * build["thickness"]
-        soft = np.minimum(soft, d - rp)
+        win = _window(seg, rp + margin_t + 1, h, w)
+        d = _capsule_distance(xx[win], yy[win], seg)
+        soft[win] = np.minimum(soft[win], d - rp)
         cortex = _chord(d, rp) - _chord(d, 0.65 * rp)
-        att += build["cortex"] * cortex / s + build["marrow"] * _chord(d, 0.65 * rp) / s
+        att[win] += build["cortex"] * cortex / s + build["marrow"] * _chord(d, 0.65 * rp) / s
     # soft-tissue envelope: a smooth layer around the bones
-    tissue = np.clip(1 - soft / (build["tissue"] * s), 0, None)
+    tissue = np.clip(1 - soft / margin_t, 0, None)
     att += 0.6 * np.sqrt(tissue) * build["tissue"]
     for x0, y0, x1, y1, r in metal:
         seg = _to_pixels(np.array([[x0, y0], [x1, y1]]), pose).ravel()
-        d = _capsule_distance(xx, yy, seg)
-        att += 40.0 * (d <= max(r * s, 0.8)).astype(np.float32) * 0.1
+        rm = max(r * s, 0.8)
+        win = _window(seg, rm + 1, h, w)
+        d = _capsule_distance(xx[win], yy[win], seg)
+        att[win] += 4.0 * (d <= rm).astype(np.float32)
     img = 1 - np.exp(-build["gain"] * att)
     img = cv2.GaussianBlur(img, (0, 0), 0.6)
     img = build["offset"] + (1 - build["offset"]) * np.clip(img, 0, 1) ** build["gamma"]
