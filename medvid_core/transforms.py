@@ -90,10 +90,15 @@ def farneback_flow(frames, *, pyr_scale: float = 0.5, levels: int = 3, winsize: 
     return np.stack(flows).transpose(0, 3, 1, 2).astype(np.float32)
 
 
-def flow_stack(frames, **flow_kwargs):
+def flow_stack(frames, *, subtract_mean: bool = False, **flow_kwargs):
     """Flow of a clip stacked as input channels, Simonyan & Zisserman's temporal-stream input:
-    (T, H, W) -> (2(T-1), H, W) ordered dx_0, dy_0, dx_1, dy_1, ..."""
+    (T, H, W) -> (2(T-1), H, W) ordered dx_0, dy_0, dx_1, dy_1, ...
+
+    `subtract_mean` removes each field's mean displacement, their simple compensation of camera motion
+    (a shaking camera moves every pixel alike)."""
     flow = farneback_flow(frames, **flow_kwargs)
+    if subtract_mean:
+        flow = flow - flow.mean(axis=(2, 3), keepdims=True)
     return flow.reshape(-1, *flow.shape[2:])
 
 

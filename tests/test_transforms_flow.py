@@ -45,3 +45,12 @@ def test_orthogonal_views_pick_the_three_planes():
     np.testing.assert_array_equal(views[2], v[:, :, 2])
     with pytest.raises(ValueError, match="cube"):
         orthogonal_views(np.zeros((4, 5, 5)))
+
+
+def test_subtract_mean_removes_camera_motion():
+    img = _texture(seed=2)
+    frames = np.stack([img, np.roll(img, 2, axis=1)])  # the whole view pans: camera motion only
+    raw, compensated = flow_stack(frames), flow_stack(frames, subtract_mean=True)
+    assert np.median(raw[0, 12:-12, 12:-12]) == pytest.approx(2, abs=0.25)
+    np.testing.assert_allclose(compensated.mean(axis=(1, 2)), 0, atol=1e-4)
+    assert np.abs(compensated[:, 12:-12, 12:-12]).mean() < 0.3
