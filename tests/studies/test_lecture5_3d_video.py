@@ -62,7 +62,8 @@ def test_inflation_check_is_exact_only_with_replicate():
 
 
 def test_action_clips_reverse_the_same_kind_of_clip():
-    video, y, names = L5.action_clips(actions=("TennisSwing",), clips_per_class=2, frames=4, frame_size=32)
+    video, y, names = L5.action_clips(actions=("TennisSwing",), clips_per_class=2, frames=4, frame_size=32,
+                                      reversed_classes=True)
     assert video.shape == (4, 4, 32, 32, 3) and y.tolist() == [0, 1, 0, 1]
     assert names == ["TennisSwing", "TennisSwing (reversed)"]
 
@@ -80,3 +81,14 @@ def test_multiview_vs_3d_tiny_run(tmp_path, monkeypatch):
     t = r["table"]
     assert len(t) == 5 and t["accuracy"].between(0, 1).all()
     assert t["params"].iloc[4] > t["params"].iloc[0]  # the 3D CNN has more weights than the 2D view net
+
+
+def test_order_check_flags_frame_averaging_as_order_blind():
+    import medvid_core.models.frame_average  # noqa: F401
+    from medvid_core.models import get_model
+
+    torch.manual_seed(0)
+    clips = L5.action_clips(actions=("Mixing",), clips_per_class=2, frames=4, frame_size=32)
+    models = {name: get_model(name, num_classes=2, widths=(8, 16)) for name in ("frame_average_small", "cnn_lstm_small")}
+    t = L5.order_check(models, clips).set_index("model")["order-blind"]
+    assert t["frame_average_small"] and not t["cnn_lstm_small"]
