@@ -1,0 +1,485 @@
+"""MURA zoom (Huschauer, ZHAW): VGG19 on musculoskeletal radiographs, zooming by guided-backprop entropy.
+
+The study's room: the archive (synthetic MURA-v1.1 or a real one), image datasets with and without the
+paper's intensity rescaling, the VGG19 baseline and its study-level Cohen's kappa (Table I), the zoom
+re-classification and zoom training with both losses (Fig. 2), Grad-CAM beside guided backprop (Fig. 3),
+the ResNet-152 features + bagged polynomial SVMs per body part (Table II), and -- beyond the paper --
+every attention map and zoom crop scored against the synthetic ground truth (abnormality and flag
+boxes). The keyword names of the runners are the notebook's parameter names (`medvid_core.params.pick`).
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from matplotlib.patches import Rectangle
+from skimage.exposure import rescale_intensity
+from sklearn.ensemble import BaggingClassifier
+from sklearn.metrics import accuracy_score, cohen_kappa_score
+from sklearn.multiclass import OneVsRestClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+from torch.utils.data import DataLoader, Dataset
+
+from .. import explain
+from ..io.mura import load_radiograph, read_mura
+from ..models import get_model
+from ..models import resnet2d as _resnet2d  # noqa: F401  (registers resnet152)
+from ..models import vgg as _vgg  # noqa: F401  (registers vgg19)
+from ..paths import DATA_DIR
+from ..synth.radiograph import ensure_archive, load_boxes
+from ..train import evaluate, fit, seed_everything
+
+STUDY = "mura_zoom"
+VGG_HEAD = "classifier.6"
+
+# --------------------------------------------------------------------------- the paper's numbers
+
+# Table I: official MURA leaderboard (study-level Cohen's kappa on the hidden test set)
+TABLE1 = pd.DataFrame([("VGG19", 23, 0.744), ("VGG19 + intensity rescaling", 18, 0.754)],
+                      columns=["method", "paper_rank", "paper_kappa"])
+
+# Table II: ResNet-152 features + bagged SVMs per body part; last column the MURA baseline (DenseNet169)
+TABLE2 = pd.DataFrame(
+    [("ELBOW", 85.8, 0.716, 3.01, 4931, 465, 0.710), ("FINGER", 78.9, 0.582, 2.22, 5106, 461, 0.389),
+     ("FOREARM", 80.6, 0.601, 0.45, 1825, 301, 0.737), ("HAND", 79.1, 0.550, 2.54, 5543, 460, 0.815),
+     ("HUMERUS", 86.4, 0.729, 0.31, 1272, 287, 0.600), ("SHOULDER", 78.5, 0.569, 4.86, 8389, 563, 0.729),
+     ("WRIST", 86.1, 0.717, 4.96, 9077, 659, 0.931)],
+    columns=["body_part", "paper_accuracy", "paper_kappa", "paper_train_s", "paper_train_samples",
+             "paper_test_samples", "mura_baseline_kappa"]).set_index("body_part")
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass
+class Archive:
+    root: Path  # the folder holding MURA-v1.1/
+    train: pd.DataFrame  # one row per image (read_mura)
+    valid: pd.DataFrame
+    boxes: pd.DataFrame | None  # ground truth (synthetic only): path, kind, type, x0, y0, x1, y1
+
+    def truth(self, df: pd.DataFrame) -> tuple[list[list], list[list]]:
+        """Per image of `df`: its abnormality boxes and its flag boxes (empty lists on a real archive)."""
+        if self.boxes is None:
+            return [[] for _ in range(len(df))], [[] for _ in range(len(df))]
+        rel = df.path.map(lambda p: Path(p).relative_to(self.root).as_posix())
+        groups = {k: g for k, g in self.boxes.groupby("path")}
+        ab, fl = [], []
+        for r in rel:
+            g = groups.get(r, self.boxes.iloc[:0])
+            ab.append([tuple(b) for b in g[g.kind == "abnormality"][["x0", "y0", "x1", "y1"]].to_numpy()])
+            fl.append([tuple(b) for b in g[g.kind == "flag"][["x0", "y0", "x1", "y1"]].to_numpy()])
+        return ab, fl
+
+
+def get_archive(*, preset: str = "small", data_root: str = "", seed: int = 0) -> Archive:
+    """A real MURA-v1.1 (`data_root`, the folder holding `MURA-v1.1/`) or the synthetic `preset`,
+    generated on first use into `data/mura_zoom/<preset>_seed<seed>/`."""
+    if data_root:
+        root, boxes = Path(data_root), None
+        if root.name == "MURA-v1.1":
+            root = root.parent
+    else:
+        root = DATA_DIR / STUDY / f"{preset}_seed{seed}"
+        ensure_archive(root, preset, seed=seed)
+        boxes = load_boxes(root)
+    return Archive(root, read_mura(root, "train"), read_mura(root, "valid"), boxes)
+
+
+def intensity_rescale(image: np.ndarray, *, low: float = 1.0, high: float = 99.0) -> np.ndarray:
+    """The paper's exposure fix: stretch the image's `low`..`high` percentile range to [0, 1]."""
+    lo, hi = np.percentile(image, (low, high))
+    if hi <= lo:
+        return image
+    out = rescale_intensity(image, in_range=(lo, hi), out_range=(0.0, 1.0))
+    return np.clip(out, 0.0, 1.0).astype(np.float32)  # float rounding can leave 1 + 1e-7
+
+
+def load_images(df: pd.DataFrame, *, rescale: bool) -> list[np.ndarray]:
+    """Full-resolution grayscale images in [0, 1], rescaled or not."""
+    images = [load_radiograph(p) for p in df.path]
+    return [intensity_rescale(im) for im in images] if rescale else images
+
+
+def normalize(x: torch.Tensor) -> torch.Tensor:
+    """Classifier input: [0, 1] -> [-1, 1] (a fixed map; the same for every image and both pipelines)."""
+    return (x - 0.5) / 0.5
+
+
+class RadiographSet(Dataset):
+    """(image shrunk to size x size in [0, 1], label); `flip`: random horizontal flips (training)."""
+
+    def __init__(self, images: list[np.ndarray], labels, *, size: int, flip: bool = False):
+        self.x = torch.from_numpy(np.stack([explain.resize(im, size) for im in images]))[:, None]
+        self.y = torch.tensor(np.asarray(labels), dtype=torch.long)
+        self.flip = flip
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i):
+        x = self.x[i]
+        if self.flip and torch.rand(()) < 0.5:
+            x = x.flip(-1)
+        return x, self.y[i]
+
+
+def _forward_normalized(model, x):
+    return model(normalize(x))
+
+
+def _accuracy(outputs, targets) -> dict:
+    logits = outputs[0] if isinstance(outputs, (tuple, list)) else outputs
+    return {"accuracy": (logits.argmax(1) == targets).float().mean().item()}
+
+
+# --------------------------------------------------------------------------- the baseline (Table I)
+
+
+def build_vgg19(*, width: float = 0.0625, batch_norm: bool = True, weights: str = "") -> torch.nn.Module:
+    """VGG19, one input channel, 2 classes; `weights`: a local torchvision VGG19 state dict (its RGB
+    first conv summed to gray, its 1000-class head left out)."""
+    model = get_model("vgg19", num_classes=2, in_channels=1, width=width, batch_norm=batch_norm)
+    if weights:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        first = "features.0.weight"
+        if state[first].shape[1] == 3:
+            state[first] = state[first].sum(dim=1, keepdim=True)
+        state = {k: v for k, v in state.items() if not k.startswith(VGG_HEAD)}
+        model.load_state_dict(state, strict=False)
+    return model
+
+
+def train_baseline(archive: Archive, *, rescale: bool, image_size: int = 64, width: float = 0.0625,
+                   batch_norm: bool = True, weights: str = "", epochs: int = 6, batch_size: int = 16,
+                   lr: float = 1e-3, weight_decay: float = 1e-4, seed: int = 0, device: str = "cpu"):
+    """One VGG19 trained on the training images (AdamW, warm-up + cosine, decay on the head).
+
+    Returns (model, history, valid image probabilities of 'abnormal')."""
+    seed_everything(seed)
+    train = RadiographSet(load_images(archive.train, rescale=rescale), archive.train.label, size=image_size, flip=True)
+    valid = RadiographSet(load_images(archive.valid, rescale=rescale), archive.valid.label, size=image_size)
+    model = build_vgg19(width=width, batch_norm=batch_norm, weights=weights)
+    loader = DataLoader(train, batch_size=batch_size, shuffle=True, drop_last=len(train) > batch_size)
+    val_loader = DataLoader(valid, batch_size=64)
+    history = fit(model, loader, epochs=epochs, lr=lr, forward=_forward_normalized, metric_fn=_accuracy,
+                  weight_decay=weight_decay, head=VGG_HEAD, warmup_epochs=1 if epochs > 2 else 0,
+                  val_loader=val_loader, device=device, desc="vgg19" + (" rescaled" if rescale else ""))
+    probs = predict(model, valid, device=device)
+    return model, history, probs
+
+
+def predict(model, dataset: RadiographSet, *, device: str = "cpu") -> np.ndarray:
+    ev = evaluate(model, DataLoader(dataset, batch_size=64), forward=_forward_normalized, device=device)
+    return F.softmax(ev["outputs"], dim=1)[:, 1].numpy()
+
+
+def study_predictions(df: pd.DataFrame, probs: np.ndarray) -> pd.DataFrame:
+    """Study level as MURA scores it: the mean of the study's image probabilities, abnormal if > 0.5."""
+    per = df.assign(prob=probs).groupby("study", sort=False).agg(
+        body_part=("body_part", "first"), label=("label", "first"), prob=("prob", "mean"), images=("path", "size"))
+    return per.assign(pred=(per.prob > 0.5).astype(int))
+
+
+def kappa_table(df: pd.DataFrame, probs: np.ndarray) -> pd.DataFrame:
+    """Study-level Cohen's kappa (scikit-learn) and accuracy, overall and per body part, + image accuracy."""
+    studies = study_predictions(df, probs)
+    images = df.assign(pred=(probs > 0.5).astype(int))
+    rows = []
+    for part, s in [("ALL", studies), *studies.groupby("body_part")]:
+        im = images if part == "ALL" else images[images.body_part == part]
+        rows.append(dict(body_part=part, studies=len(s), images=len(im),
+                         study_kappa=cohen_kappa_score(s.label, s.pred) if s.label.nunique() > 1 else np.nan,
+                         study_accuracy=accuracy_score(s.label, s.pred),
+                         image_accuracy=accuracy_score(im.label, im.pred)))
+    return pd.DataFrame(rows).set_index("body_part")
+
+
+def table1_side_by_side(kappas: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Table I: our study-level kappa (validation split) beside the paper's leaderboard kappa."""
+    side = TABLE1.copy()
+    side["our_kappa"] = [kappas[m].loc["ALL", "study_kappa"] if m in kappas else np.nan for m in side.method]
+    side["our_study_accuracy"] = [kappas[m].loc["ALL", "study_accuracy"] if m in kappas else np.nan
+                                  for m in side.method]
+    return side.round({"our_kappa": 2, "our_study_accuracy": 2})  # the paper's kappas keep their 3 decimals
+
+
+# --------------------------------------------------------------------------- zoom (re-classification)
+
+
+def run_zoom(model, archive: Archive, *, rescale: bool, image_size: int = 64, zoom_steps: int = 1,
+             entropy_radius: int = 3, zoom_quantile: float = 0.9, device: str = "cpu") -> dict:
+    """Zoom every validation image `zoom_steps` times; kappa per step and every crop scored.
+
+    Returns dict(kappa: DataFrame (step x study_kappa, study_accuracy, image_accuracy),
+    crops: DataFrame one row per (image, step) with box and scores, probs: (steps+1, N))."""
+    images = load_images(archive.valid, rescale=rescale)
+    res = explain.zoom(model.to(device), images, input_size=image_size, steps=zoom_steps, normalize=normalize,
+                       entropy_radius=entropy_radius, quantile=zoom_quantile)
+    probs = res["probs"][..., 1]
+    kappa = pd.DataFrame({step: kappa_table(archive.valid, probs[step]).loc["ALL"] for step in range(zoom_steps + 1)}).T
+    kappa.index.name = "zoom_step"
+    ab, fl = archive.truth(archive.valid)
+    rows = []
+    for step in range(zoom_steps):
+        for i, (box, im) in enumerate(zip(res["boxes"][step], images)):
+            h, w = im.shape
+            box = tuple(int(v) for v in box)
+            rows.append(dict(step=step + 1, path=archive.valid.path.iloc[i], label=archive.valid.label.iloc[i],
+                             body_part=archive.valid.body_part.iloc[i], x0=box[0], y0=box[1], x1=box[2], y1=box[3],
+                             crop_fraction=(box[2] - box[0]) * (box[3] - box[1]) / (h * w),
+                             has_flag=float(len(fl[i]) > 0), **explain.score_crop(box, ab[i], fl[i])))
+    return dict(kappa=kappa, crops=pd.DataFrame(rows), probs=probs, boxes=res["boxes"])
+
+
+def zoom_crop_summary(crops: pd.DataFrame) -> pd.DataFrame:
+    """Per zoom step: how often the crop holds the abnormality, lands on a flag, its IoU and size."""
+    pos = crops[crops.label == 1]
+    flagged = crops[crops.has_flag == 1]
+    return pd.DataFrame({
+        "crop_fraction_of_image": crops.groupby("step").crop_fraction.mean(),
+        "contains_abnormality (abnormal images)": pos.groupby("step").contains_abnormality.mean(),
+        "iou_with_abnormality (abnormal images)": pos.groupby("step").iou.mean(),
+        "on_flag (flagged images)": flagged.groupby("step").on_flag.mean(),
+    })
+
+
+# --------------------------------------------------------------------------- zoom training (Fig. 2)
+
+
+def make_zoom_forward(*, image_size: int = 64, entropy_radius: int = 3, zoom_quantile: float = 0.9):
+    """forward(model, full) for the trainer: `full` is (N, 1, F, F) in [0, 1] (images at `full_size`).
+
+    Pass 1 classifies `full` shrunk to `image_size`; guided backprop (eval mode, eq.-(1) input,
+    predicted class) -> local entropy -> region -> crop of `full` (at least `image_size` a side) ->
+    pass 2 classifies the crop. Returns (logits_full, logits_crop): both losses reach the weights.
+    """
+
+    def forward(model, full):
+        small = F.interpolate(full, size=(image_size, image_size), mode="area")
+        logits = model(normalize(small))
+        was_training = model.training
+        model.eval()
+        with torch.enable_grad():  # evaluate() runs under no_grad; GBP needs the input gradient
+            attr = explain._gbp(model, explain.gbp_normalize(small), logits.argmax(1).detach())
+        model.train(was_training)
+        resp = explain.response_map(attr)
+        crops = []
+        for i, r in enumerate(resp):
+            region = explain.entropy_region(explain.local_entropy(r, entropy_radius), zoom_quantile)
+            x0, y0, x1, y1 = explain.crop_box(region, r.shape, tuple(full.shape[-2:]), image_size)
+            crops.append(F.interpolate(full[i:i + 1, :, y0:y1, x0:x1], size=(image_size, image_size),
+                                       mode="bilinear", align_corners=False))
+        return logits, model(normalize(torch.cat(crops)))
+
+    return forward
+
+
+def two_losses(outputs, targets):
+    """Cross-entropy on the full image plus cross-entropy on its zoom crop."""
+    full, zoomed = outputs
+    return F.cross_entropy(full, targets) + F.cross_entropy(zoomed, targets)
+
+
+def train_zoom(model, archive: Archive, *, rescale: bool, image_size: int = 64, full_size: int = 128,
+               zoom_epochs: int = 2, zoom_lr: float = 3e-4, batch_size: int = 16, weight_decay: float = 1e-4,
+               entropy_radius: int = 3, zoom_quantile: float = 0.9, seed: int = 0, device: str = "cpu"):
+    """Fig. 2: start from the trained baseline (a copy) and train on both losses. Returns (model, history)."""
+    seed_everything(seed)
+    model = copy.deepcopy(model)
+    train = RadiographSet(load_images(archive.train, rescale=rescale), archive.train.label, size=full_size, flip=True)
+    valid = RadiographSet(load_images(archive.valid, rescale=rescale), archive.valid.label, size=full_size)
+    forward = make_zoom_forward(image_size=image_size, entropy_radius=entropy_radius, zoom_quantile=zoom_quantile)
+    history = fit(model, DataLoader(train, batch_size=batch_size, shuffle=True, drop_last=len(train) > batch_size),
+                  epochs=zoom_epochs, lr=zoom_lr, loss_fn=two_losses, forward=forward, metric_fn=_accuracy,
+                  weight_decay=weight_decay, head=VGG_HEAD, val_loader=DataLoader(valid, batch_size=64),
+                  device=device, desc="zoom training")
+    return model, history
+
+
+# --------------------------------------------------------------------------- attention scored (Fig. 3 + beyond)
+
+
+def attention_maps(model, images: list[np.ndarray], *, image_size: int = 64, target: int = 1):
+    """Guided backprop (|.| max over channels, eq.-(1) input) and Grad-CAM (last conv block) at input size."""
+    x = torch.from_numpy(np.stack([explain.resize(im, image_size) for im in images]))[:, None]
+    gbp = explain.response_map(explain.guided_backprop(model.cpu(), explain.gbp_normalize(x), target=target))
+    layer = model.features[-2]  # the last ReLU before the final max-pool
+    cam = explain.grad_cam(model.cpu(), layer, normalize(x), target=target).numpy()
+    return gbp, cam
+
+
+def attention_table(model, archive: Archive, *, rescale: bool, image_size: int = 64, attention_images: int = 60,
+                    entropy_radius: int = 3) -> pd.DataFrame:
+    """On abnormal validation images that carry a flag: where does each map put its weight?
+
+    Pointing game (the map's maximum inside the box) and mass fraction inside the abnormality box and
+    inside the flag box, for guided backprop, its local entropy and Grad-CAM; `chance` is the boxes'
+    area fraction (a uniform map)."""
+    ab, fl = archive.truth(archive.valid)
+    keep = [i for i in range(len(archive.valid)) if ab[i] and fl[i]][:attention_images]
+    if not keep:
+        return pd.DataFrame()
+    images = load_images(archive.valid.iloc[keep], rescale=rescale)
+    gbp, cam = attention_maps(model, images, image_size=image_size)
+    ent = np.stack([explain.local_entropy(g, entropy_radius) for g in gbp])
+    rows = []
+    for name, maps in (("guided backprop", gbp), ("GBP local entropy", ent), ("Grad-CAM", cam)):
+        for m, im, i in zip(maps, images, keep):
+            h, w = im.shape
+            scale = (w / image_size, h / image_size)
+            rows.append(dict(map=name, hit_abnormality=explain.pointing_hit(m, ab[i], map_to_image=scale),
+                             hit_flag=explain.pointing_hit(m, fl[i], map_to_image=scale),
+                             mass_abnormality=explain.map_mass(m, ab[i], map_to_image=scale),
+                             mass_flag=explain.map_mass(m, fl[i], map_to_image=scale)))
+    uniform = np.ones((image_size, image_size))
+    for im, i in zip(images, keep):  # a uniform map: the boxes' area fractions
+        scale = (im.shape[1] / image_size, im.shape[0] / image_size)
+        rows.append(dict(map="chance (uniform map)", hit_abnormality=np.nan, hit_flag=np.nan,
+                         mass_abnormality=explain.map_mass(uniform, ab[i], map_to_image=scale),
+                         mass_flag=explain.map_mass(uniform, fl[i], map_to_image=scale)))
+    table = pd.DataFrame(rows).groupby("map", sort=False).mean()
+    table.insert(0, "images", len(keep))
+    return table
+
+
+# --------------------------------------------------------------------------- feature extraction + SVM (Table II)
+
+
+def train_feature_extractor(archive: Archive, *, image_size: int = 64, svm_width: float = 0.0625,
+                            svm_backbone_epochs: int = 1, batch_size: int = 16, lr: float = 1e-3, seed: int = 0,
+                            device: str = "cpu"):
+    """ResNet-152 trained for a few iterations (`svm_backbone_epochs`) on the training images."""
+    seed_everything(seed)
+    model = get_model("resnet152", num_classes=2, in_channels=1, width=svm_width)
+    train = RadiographSet(load_images(archive.train, rescale=True), archive.train.label, size=image_size, flip=True)
+    fit(model, DataLoader(train, batch_size=batch_size, shuffle=True, drop_last=len(train) > batch_size),
+        epochs=svm_backbone_epochs, lr=lr, forward=_forward_normalized, head="fc", device=device,
+        desc="resnet152")
+    return model
+
+
+@torch.no_grad()
+def pooled_features(model, df: pd.DataFrame, *, image_size: int = 64, device: str = "cpu") -> np.ndarray:
+    ds = RadiographSet(load_images(df, rescale=True), df.label, size=image_size)
+    model = model.to(device).eval()
+    return torch.cat([model.forward_features(normalize(x.to(device))).cpu()
+                      for x, _ in DataLoader(ds, batch_size=64)]).numpy()
+
+
+def svm_classifier(*, svm_degree: int = 5, svm_estimators: int = 10, svm_max_samples: float = 0.5, seed: int = 0):
+    """Standardise, then one-vs-rest over a bag of `svm_estimators` SVCs with a polynomial kernel.
+
+    Each SVC sees its own `svm_max_samples` fraction of the body part's images, drawn without
+    replacement (the paper bagged to fit memory: every SVM trains on a subset)."""
+    bag = BaggingClassifier(SVC(kernel="poly", degree=svm_degree), n_estimators=svm_estimators,
+                            max_samples=svm_max_samples, bootstrap=False, random_state=seed)
+    return make_pipeline(StandardScaler(), OneVsRestClassifier(bag))
+
+
+def svm_table(archive: Archive, train_features: np.ndarray, valid_features: np.ndarray, *, svm_degree: int = 5,
+              svm_estimators: int = 10, svm_max_samples: float = 0.5, seed: int = 0) -> pd.DataFrame:
+    """Table II: one bagged-SVM classifier per body part; image accuracy (%), kappa, fit seconds, counts."""
+    rows = []
+    for part in sorted(archive.train.body_part.unique()):
+        tr, va = (archive.train.body_part == part).to_numpy(), (archive.valid.body_part == part).to_numpy()
+        y = archive.valid.label[va]
+        row = dict(body_part=part, train_samples=int(tr.sum()), test_samples=int(va.sum()))
+        if archive.train.label[tr].nunique() < 2:  # an SVM needs both classes: say so, in the table
+            rows.append(dict(row, accuracy=np.nan, kappa=np.nan, train_s=np.nan))
+            continue
+        clf = svm_classifier(svm_degree=svm_degree, svm_estimators=svm_estimators, svm_max_samples=svm_max_samples,
+                             seed=seed)
+        start = time.perf_counter()
+        clf.fit(train_features[tr], archive.train.label[tr])
+        seconds = time.perf_counter() - start
+        pred = clf.predict(valid_features[va])
+        rows.append(dict(row, accuracy=100 * accuracy_score(y, pred),
+                         kappa=cohen_kappa_score(y, pred) if y.nunique() > 1 else np.nan, train_s=seconds))
+    return pd.DataFrame(rows).set_index("body_part")
+
+
+def table2_side_by_side(ours: pd.DataFrame) -> pd.DataFrame:
+    side = ours.join(TABLE2, how="left")
+    cols = ["accuracy", "paper_accuracy", "kappa", "paper_kappa", "train_samples", "paper_train_samples",
+            "test_samples", "paper_test_samples", "mura_baseline_kappa"]
+    return side[cols].round({"accuracy": 1, "kappa": 2})
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def _boxes(ax, boxes, color, label=None):
+    for k, (x0, y0, x1, y1) in enumerate(boxes):
+        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, color=color, lw=1.2,
+                               label=label if k == 0 else None))
+
+
+def plot_study_grid(archive: Archive, *, path=None):
+    """One normal (top) and one abnormal (bottom) validation study per body part, first view, with ground truth."""
+    parts = sorted(archive.valid.body_part.unique())
+    fig, axes = plt.subplots(2, len(parts), figsize=(2.1 * len(parts), 4.6), squeeze=False)
+    first = archive.valid.groupby("study", sort=False).head(1)
+    ab, fl = archive.truth(first)
+    for j, part in enumerate(parts):
+        for i, label in enumerate((0, 1)):
+            rows = np.flatnonzero(((first.body_part == part) & (first.label == label)).to_numpy())
+            ax = axes[i, j]
+            ax.axis("off")
+            if not len(rows):
+                continue
+            k = rows[0]
+            ax.imshow(load_radiograph(first.path.iloc[k]), cmap="gray", vmin=0, vmax=1)
+            _boxes(ax, ab[k], "red")
+            _boxes(ax, fl[k], "cyan")
+            ax.set_title(f"{part.lower()}\n{'abnormal' if label else 'normal'}", fontsize=8)
+    fig.suptitle("validation studies (first view); red: abnormality, cyan: L/R flag (ground truth)", fontsize=9)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=110)
+    return fig
+
+
+def plot_attention(model, archive: Archive, *, rescale: bool, image_size: int = 64, entropy_radius: int = 3,
+                   zoom_quantile: float = 0.9, n: int = 4, path=None):
+    """Fig. 3/4 re-made on abnormal images: image, guided backprop, Grad-CAM, local entropy with the crop."""
+    ab, fl = archive.truth(archive.valid)
+    idx = [i for i in range(len(archive.valid)) if ab[i] and fl[i]][:n] or list(range(min(n, len(archive.valid))))
+    images = load_images(archive.valid.iloc[idx], rescale=rescale)
+    gbp, cam = attention_maps(model, images, image_size=image_size)
+    fig, axes = plt.subplots(len(idx), 4, figsize=(9, 2.3 * len(idx)), squeeze=False)
+    for row, (i, im, g, c) in enumerate(zip(idx, images, gbp, cam)):
+        h, w = im.shape
+        ent = explain.local_entropy(g, entropy_radius)
+        box = explain.crop_box(explain.entropy_region(ent, zoom_quantile), ent.shape, (h, w), image_size)
+        small = explain.resize(im, image_size)
+        panels = [(im, "image + crop", "gray"), (g, "guided backprop", "magma"), (c, "Grad-CAM", "jet"),
+                  (ent, "local entropy", "viridis")]
+        for ax, (img, title, cmap) in zip(axes[row], panels):
+            if title == "Grad-CAM":
+                ax.imshow(small, cmap="gray")
+                ax.imshow(img, cmap=cmap, alpha=0.45)
+            else:
+                ax.imshow(img, cmap=cmap)
+            ax.set_title(title, fontsize=8)
+            ax.axis("off")
+        sx, sy = image_size / w, image_size / h
+        for ax in axes[row][1:]:
+            _boxes(ax, [(x0 * sx, y0 * sy, x1 * sx, y1 * sy) for x0, y0, x1, y1 in ab[i]], "red")
+            _boxes(ax, [(x0 * sx, y0 * sy, x1 * sx, y1 * sy) for x0, y0, x1, y1 in fl[i]], "cyan")
+        _boxes(axes[row][0], ab[i], "red")
+        _boxes(axes[row][0], fl[i], "cyan")
+        _boxes(axes[row][0], [box], "yellow")
+    fig.suptitle("red: abnormality, cyan: flag (ground truth), yellow: zoom crop", fontsize=9)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=110)
+    return fig
