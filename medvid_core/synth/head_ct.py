@@ -76,8 +76,8 @@ PRESETS = {
     # tiny: unit tests
     "tiny": Preset(n_subjects=6, positive_fraction=0.5, rows=64, fov_mm=240.0, template_mm=2.0, duplicate_rows=3,
                    rle_fraction=0.16, j2k_fraction=0.16, quirk_fraction=0.16, unannotated_fraction=0.16),
-    # paper-size slices (512 px at ~0.45 mm like RSNA) on a few hundred subjects: a GPU-box job
-    "paper": Preset(n_subjects=400, rows=512, template_mm=1.0),
+    # the seed's working size (RSNA 512 px slices downscaled to 256) on a few hundred subjects: a long job
+    "paper": Preset(n_subjects=400, rows=256, template_mm=1.0),
 }
 
 

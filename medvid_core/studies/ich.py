@@ -1,0 +1,501 @@
+"""ICH study (Alqnatri & Benešová, "Processing of medical image data by computer vision methods and deep
+neural networks"): intracranial hemorrhage on head-CT slices, binary and multi-label, and the split leakage
+of slice-randomised versus subject-randomised evaluation it re-tells from Castro et al.
+
+The study's room: the paper's published numbers, the cohort and its skip log, the decode-once slice store,
+splits with their leakage report, balancing, one training run per (model, task, split), the side-by-side
+tables and the study's figures. Everything runs the same on a real RSNA folder (`stage_2_train/` with the
+DICOM files and `stage_2_train.csv`) as on the synthetic cohort.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from sklearn.model_selection import train_test_split
+from torch.utils.data import DataLoader, Dataset
+
+import medvid_core.models.cnn4  # noqa: F401  (registers cnn4)
+import medvid_core.models.resnet2d  # noqa: F401  (registers resnet152)
+import medvid_core.models.vgg  # noqa: F401  (registers vgg16)
+from medvid_core.data import leakage_report
+from medvid_core.io.dicom import DicomError, read_header, read_hu
+from medvid_core.io.rsna import SUBTYPES, read_rsna_labels
+from medvid_core.metrics import binary_scores, weighted_log_loss
+from medvid_core.models import count_parameters, get_model
+from medvid_core.models.cnn4 import replace_head
+from medvid_core.paths import DATA_DIR
+from medvid_core.synth.head_ct import generate_cohort
+from medvid_core.train import evaluate, fit, resolve_device, seed_everything
+from medvid_core.transforms import remove_background, window_stack
+
+STUDY = "ich"
+BLEEDS = list(SUBTYPES[:5])
+
+# ----------------------------------------------------------------------------- the paper's numbers
+# Leakage table (the seed's slide "Results", from Castro et al.): binary hemorrhage on CQ500 slices.
+PAPER_LEAKAGE = pd.DataFrame(
+    [("vgg16", "slices", 0.968, 0.974, 0.971, 0.989), ("vgg16", "subjects", 0.707, 0.735, 0.758, 0.783),
+     ("cnn4", "slices", 0.981, 0.972, 0.982, 0.982), ("cnn4", "subjects", 0.598, 0.721, 0.687, 0.658)],
+    columns=["model", "split", "accuracy", "recall", "f1", "auc"])
+# Experiment 1: the authors' CNN, 10 000 random RSNA slices, 80/20, 50 epochs, Adam 1e-3, BCE with logits.
+PAPER_EXPERIMENT1 = {"accuracy": 0.636, "recall": 0.67, "f1": 0.71, "auc": 0.761}
+# Experiment 2: ResNet-152, binary and five parallel subtype heads; "84%" accuracy (binary) and
+# "84% on average across all classes" (multi-label). Dataset sizes of their Table 4.
+PAPER_EXPERIMENT2 = {"binary_accuracy": 0.84, "multilabel_mean_accuracy": 0.84}
+PAPER_DATASETS = {"binary": (78116, 19529), "multilabel": (22501, 5756)}  # (train, test) slices
+# The RSNA stage-2 training folder as the seed counted it.
+PAPER_RSNA = {"dicom_files": 752803, "labelled_images": 674257, "unannotated": 78546, "corrupt": 1}
+# Experiment 2's three SGD runs (batch 32, momentum 0.9, lr reduced on plateau)
+PAPER_SGD_RUNS = pd.DataFrame([("first", 150, 1e-4), ("second", 100, 1e-3), ("third", 50, 1e-2)],
+                              columns=["run", "epochs", "lr"])
+
+
+# ----------------------------------------------------------------------------- cohort, index, skip log
+def cohort_root(*, data_root: str = "", cohort_preset: str = "small", seed: int = 0) -> Path:
+    """A real RSNA folder as given, else the synthetic cohort (generated on first use under data/ich/)."""
+    if data_root:
+        root = Path(data_root)
+        if not (root / "stage_2_train.csv").exists():
+            raise FileNotFoundError(f"{root}: no stage_2_train.csv (expected an RSNA ICH folder)")
+        return root
+    return generate_cohort(DATA_DIR / STUDY / f"{cohort_preset}-seed{seed}", preset=cohort_preset, seed=seed)
+
+
+def index_cohort(root: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """All DICOM files with their labels and headers.
+
+    Returns (slices, skip_log, counts): `slices` has one row per labelled, readable header (image,
+    file, subject, series, z, six label columns, position in its series); `skip_log` (file, reason)
+    holds the files whose header cannot be read; unannotated files (no CSV rows) are counted, as the
+    seed counts RSNA's 78 546, and kept out of training. Nothing else is dropped.
+    """
+    root = Path(root)
+    labels = read_rsna_labels(root / "stage_2_train.csv")
+    files = sorted((root / "stage_2_train").glob("*.dcm"))
+    rows, skips = [], []
+    for f in files:
+        try:
+            rows.append({"image": f.stem, "file": str(f), **read_header(f)})
+        except DicomError as exc:
+            skips.append({"file": str(f), "reason": str(exc).split(": ", 1)[-1]})
+    df = pd.DataFrame(rows).rename(columns={"patient": "subject"})
+    annotated = df["image"].isin(labels.index)
+    counts = {"dicom_files": len(files), "labelled_images": int(len(labels)),
+              "unannotated": int((~annotated).sum()), "labels_without_file": int((~labels.index.isin(df["image"])).sum())}
+    df = df[annotated].join(labels, on="image")
+    df = df.sort_values(["series", "z"]).reset_index(drop=True)
+    df["position"] = df.groupby("series").cumcount() / df.groupby("series")["z"].transform("count").clip(lower=2).sub(1)
+    return df, pd.DataFrame(skips, columns=["file", "reason"]), counts
+
+
+def middle_slices(df: pd.DataFrame, *, middle_fraction: float) -> pd.DataFrame:
+    """Experiment 2's clean set: only the middle `middle_fraction` of each series (skull base and vertex
+    slices vary most); 1.0 keeps every slice."""
+    if not 0 < middle_fraction <= 1:
+        raise ValueError(f"middle_fraction must be in (0, 1], got {middle_fraction}")
+    half = middle_fraction / 2
+    return df[(df["position"] >= 0.5 - half - 1e-9) & (df["position"] <= 0.5 + half + 1e-9)].reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------- decode-once slice store
+def prepare_slice(file: str, *, load_size: int) -> torch.Tensor:
+    """DICOM -> HU -> background removed -> brain/subdural/bone windows -> (3, load_size, load_size) float16."""
+    stack = torch.from_numpy(window_stack(remove_background(read_hu(file))))
+    stack = F.interpolate(stack[None], size=(load_size, load_size), mode="bilinear", antialias=True,
+                          align_corners=False)[0]
+    return stack.clamp(0, 1).to(torch.float16)
+
+
+class SliceStore:
+    """Prepared slices by image ID, decoded once: later epochs, splits and models reuse the tensors.
+
+    `load(df)` decodes the rows not seen yet; a file that fails (corrupt, truncated, no decoder) becomes
+    a row of `skip_log` (file, reason) and is left out of the returned frame, nothing else is.
+    """
+
+    def __init__(self, *, load_size: int):
+        self.load_size = load_size
+        self.tensors: dict[str, torch.Tensor] = {}
+        self.skipped: dict[str, tuple[str, str]] = {}
+        self.decode_seconds = 0.0
+
+    def load(self, df: pd.DataFrame) -> pd.DataFrame:
+        start = time.perf_counter()
+        for image, file in zip(df["image"], df["file"]):
+            if image in self.tensors or image in self.skipped:
+                continue
+            try:
+                self.tensors[image] = prepare_slice(file, load_size=self.load_size)
+            except DicomError as exc:
+                self.skipped[image] = (file, str(exc).split(": ", 1)[-1])
+        self.decode_seconds += time.perf_counter() - start
+        return df[df["image"].isin(self.tensors.keys())].reset_index(drop=True)
+
+    @property
+    def skip_log(self) -> pd.DataFrame:
+        return pd.DataFrame(list(self.skipped.values()), columns=["file", "reason"])
+
+    def stack(self, images) -> torch.Tensor:
+        return torch.stack([self.tensors[i] for i in images])
+
+
+# ----------------------------------------------------------------------------- splits, leakage, balance
+def _stratified(items, labels, test_size: float, seed: int):
+    """train_test_split stratified by `labels`; unstratified when a class is too small to stratify (tiny cohorts)."""
+    try:
+        return train_test_split(items, test_size=test_size, random_state=seed, stratify=labels)
+    except ValueError:
+        return train_test_split(items, test_size=test_size, random_state=seed)
+
+
+def split(df: pd.DataFrame, *, by: str, test_size: float = 0.15, seed: int = 0):
+    """`by="slices"`: slices randomised regardless of subject (the leaky protocol); `by="subjects"`: all
+    slices of a subject on one side, subjects stratified by whether they bleed. Returns (train, test, report)
+    with `leakage_report`'s subject overlap."""
+    if by == "slices":
+        train, test = _stratified(df, df["any"], test_size, seed)
+    elif by == "subjects":
+        subj = df.groupby("subject")["any"].max()
+        tr, te = _stratified(subj.index, subj.values, test_size, seed)
+        train, test = df[df["subject"].isin(tr)], df[df["subject"].isin(te)]
+    else:
+        raise ValueError(f"split: by must be 'slices' or 'subjects', got {by!r}")
+    train, test = train.reset_index(drop=True), test.reset_index(drop=True)
+    return train, test, leakage_report(train, test, key="subject")
+
+
+def hybrid_resample(labels, *, seed: int = 0) -> np.ndarray:
+    """Row indices after the hybrid balancing: the majority class under-sampled and the minority class
+    over-sampled (with replacement), both to the mean of the two class sizes."""
+    y = np.asarray(labels).astype(int)
+    rng = np.random.default_rng(seed)
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    if len(pos) == 0 or len(neg) == 0:
+        return np.arange(len(y))
+    target = (len(pos) + len(neg)) // 2
+    take = lambda idx: rng.choice(idx, size=target, replace=len(idx) < target)  # noqa: E731
+    return np.sort(np.concatenate([take(pos), take(neg)]))
+
+
+def pos_weight(targets: np.ndarray) -> torch.Tensor:
+    """Class weights for BCE: negatives / positives per output (1 where an output has no positive)."""
+    t = np.asarray(targets, dtype=float).reshape(len(targets), -1)
+    pos = t.sum(0)
+    return torch.tensor(np.where(pos > 0, (len(t) - pos) / np.maximum(pos, 1), 1.0), dtype=torch.float32)
+
+
+class SliceDataset(Dataset):
+    """Prepared slices -> standardised (3, image_size, image_size) with a random crop (train) or the centre crop."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, *, image_size: int, mean, std, train: bool):
+        self.x, self.y, self.image_size, self.train = x, y, image_size, train
+        self.mean, self.std = torch.as_tensor(mean).view(3, 1, 1), torch.as_tensor(std).view(3, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i):
+        img, s = self.x[i].float(), self.image_size
+        h = img.shape[-1]
+        top, left = ((int(torch.randint(0, h - s + 1, (1,))), int(torch.randint(0, h - s + 1, (1,))))
+                     if self.train else ((h - s) // 2, (h - s) // 2))
+        return (img[:, top:top + s, left:left + s] - self.mean) / self.std, self.y[i]
+
+
+# ----------------------------------------------------------------------------- models
+HEADS = {"cnn4": "fc", "vgg16": "classifier.6", "resnet152": "fc"}
+
+
+def build_model(name: str, *, num_outputs: int, cnn4_width: int = 32, vgg_width: float = 1.0,
+                resnet_width: float = 1.0) -> nn.Module:
+    """CNN4, VGG16 or ResNet-152 from random init (no ImageNet weights here) with parallel sigmoid heads."""
+    if name == "cnn4":
+        return get_model("cnn4", num_outputs=num_outputs, width=cnn4_width)
+    if name == "vgg16":
+        return replace_head(get_model("vgg16", num_classes=num_outputs, width=vgg_width), HEADS[name], num_outputs)
+    if name == "resnet152":
+        return replace_head(get_model("resnet152", num_classes=num_outputs, width=resnet_width), HEADS[name],
+                            num_outputs)
+    raise ValueError(f"build_model: unknown model {name!r}; choose from {', '.join(HEADS)}")
+
+
+# ----------------------------------------------------------------------------- one training run
+@dataclass
+class Trial:
+    model_name: str
+    task: str
+    model: nn.Module
+    history: list
+    test: pd.DataFrame  # test rows with prob_<subtype> columns added
+    scores: dict
+    params_m: float
+    train_rows: int
+    seconds: float
+    extra: dict = field(default_factory=dict)
+
+
+def _columns(task: str) -> list[str]:
+    return ["any"] if task == "binary" else BLEEDS
+
+
+def run_trial(model_name: str, train_df: pd.DataFrame, test_df: pd.DataFrame, *, store: SliceStore, task: str,
+              image_size: int, epochs: int, lr: float, optimizer: str = "adam", batch_size: int = 32,
+              balance: str = "class_weights", val_fraction: float = 0.2, plateau_patience: int = 5,
+              cnn4_width: int = 32, vgg_width: float = 1.0, resnet_width: float = 1.0, seed: int = 0,
+              device: str = "cpu") -> Trial:
+    """Train `model_name` on `train_df` (an 80/20 train/val split of it, split the way train/test were),
+    keep the best-validation-loss epoch, and score it on `test_df`.
+
+    task: "binary" (any hemorrhage) or "multilabel" (five parallel subtype heads; `any` = max of the five).
+    optimizer: "adam" (Adam, constant lr) or "sgd" (momentum 0.9, lr x0.1 when the val loss plateaus).
+    balance: "none", "class_weights" (BCE pos_weight) or "hybrid" (under/over-sampling of the training rows).
+    """
+    if task not in ("binary", "multilabel"):
+        raise ValueError(f"task must be 'binary' or 'multilabel', got {task!r}")
+    if optimizer not in ("adam", "sgd"):
+        raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+    if balance not in ("none", "class_weights", "hybrid"):
+        raise ValueError(f"balance must be 'none', 'class_weights' or 'hybrid', got {balance!r}")
+    start = time.perf_counter()
+    seed_everything(seed)
+    device = resolve_device(device)
+    cols = _columns(task)
+    by = "subjects" if not set(train_df["subject"]) & set(test_df["subject"]) else "slices"
+    fit_df, val_df, _ = split(train_df, by=by, test_size=val_fraction, seed=seed + 1)
+    rows = hybrid_resample(fit_df["any"], seed=seed) if balance == "hybrid" else np.arange(len(fit_df))
+    fit_rows = fit_df.iloc[rows]
+    x_fit = store.stack(fit_rows["image"])
+    mean = x_fit.float().mean(dim=(0, 2, 3))
+    std = x_fit.float().std(dim=(0, 2, 3)).clamp_min(1e-3)
+
+    def loader(df, x, train):
+        y = torch.tensor(df[cols].to_numpy(), dtype=torch.float32)
+        ds = SliceDataset(x, y, image_size=image_size, mean=mean, std=std, train=train)
+        g = torch.Generator().manual_seed(seed)
+        return DataLoader(ds, batch_size=batch_size, shuffle=train, generator=g, drop_last=train and len(ds) > batch_size)
+
+    fit_loader = loader(fit_rows, x_fit, True)
+    val_loader = loader(val_df, store.stack(val_df["image"]), False)
+    test_loader = loader(test_df, store.stack(test_df["image"]), False)
+    weight = pos_weight(fit_rows[cols].to_numpy()) if balance == "class_weights" else None
+    loss_fn = nn.BCEWithLogitsLoss(pos_weight=weight)
+    model = build_model(model_name, num_outputs=len(cols), cnn4_width=cnn4_width, vgg_width=vgg_width,
+                        resnet_width=resnet_width)
+    history = fit(model, fit_loader, epochs=epochs, lr=lr, loss_fn=loss_fn,
+                  optimizer="sgd" if optimizer == "sgd" else "adamw", momentum=0.9, weight_decay=0.0, head=None,
+                  schedule="plateau" if optimizer == "sgd" else "constant", plateau_patience=plateau_patience,
+                  val_loader=val_loader, early_stopping=epochs, device=device,
+                  desc=f"{model_name}/{task}/{by}")
+    ev = evaluate(model, test_loader, loss_fn=loss_fn, device=device)
+    probs = torch.sigmoid(ev["outputs"]).numpy()
+    test = test_df.copy()
+    for k, c in enumerate(cols):
+        test[f"prob_{c}"] = probs[:, k]
+    if task == "multilabel":
+        test["prob_any"] = probs.max(axis=1)
+    return Trial(model_name, task, model, list(history), test, score(test, task), count_parameters(model) / 1e6,
+                 len(fit_rows), time.perf_counter() - start, {"best_epoch": history.best_epoch, "split": by})
+
+
+def score(test: pd.DataFrame, task: str) -> dict:
+    """Binary: accuracy/recall/precision/F1/AUC of `any`. Multi-label: those per subtype and for `any`, the mean
+    subtype accuracy (the seed's "average across all classes") and the RSNA weighted log loss."""
+    out = {"any": binary_scores(test["any"], test["prob_any"])}
+    if task == "multilabel":
+        for c in BLEEDS:
+            out[c] = binary_scores(test[c], test[f"prob_{c}"])
+        out["mean_accuracy"] = float(np.mean([out[c]["accuracy"] for c in BLEEDS]))
+        out["weighted_log_loss"] = weighted_log_loss(test[list(SUBTYPES)].to_numpy(),
+                                                     test[[f"prob_{c}" for c in SUBTYPES]].to_numpy())
+    return out
+
+
+# ----------------------------------------------------------------------------- tables
+def leakage_table(df: pd.DataFrame, *, store: SliceStore, leakage_models: list[str], leakage_epochs: int,
+                  leakage_lr: float, leakage_optimizer: str = "adam", leakage_balance: str = "class_weights",
+                  test_size: float = 0.15, seed: int = 0, **trial_kw) -> tuple[pd.DataFrame, dict]:
+    """The seed's leakage experiment: each model trained and tested on a slice-randomised and on a
+    subject-randomised 85/15 split (binary `any`), with the subject overlap `leakage_report` finds.
+    Returns (table, trials keyed by (model, split)); `trial_kw` goes to `run_trial`."""
+    rows, trials = [], {}
+    for by in ("slices", "subjects"):
+        train, test, report = split(df, by=by, test_size=test_size, seed=seed)
+        for name in leakage_models:
+            t = run_trial(name, train, test, store=store, task="binary", epochs=leakage_epochs, lr=leakage_lr,
+                          optimizer=leakage_optimizer, balance=leakage_balance, seed=seed, **trial_kw)
+            trials[(name, by)] = t
+            s = t.scores["any"]
+            rows.append({"model": name, "split": by, "accuracy": s["accuracy"], "recall": s["recall"],
+                         "f1": s["f1"], "auc": s["auc"], "shared_subjects": report["n_shared"],
+                         "test_subjects": report["n_test"],
+                         "test_slices_of_shared_subjects": report["test_fraction_shared"],
+                         "train_slices": t.train_rows, "test_slices": len(test), "params_m": t.params_m,
+                         "best_epoch": t.extra["best_epoch"], "seconds": t.seconds})
+    return pd.DataFrame(rows), trials
+
+
+def experiment2(df: pd.DataFrame, *, store: SliceStore, exp2_model: str, exp2_tasks: list[str], exp2_epochs: int,
+                exp2_lr: float, exp2_optimizer: str = "sgd", exp2_balance: str = "hybrid", middle_fraction: float = 0.6,
+                test_size: float = 0.15, seed: int = 0, **trial_kw) -> dict:
+    """The authors' experiment 2: middle slices only, a subject-level split, `exp2_model` with a binary head
+    and/or five parallel subtype heads, SGD momentum 0.9 with reduce-on-plateau. Returns {task: Trial}."""
+    mid = middle_slices(df, middle_fraction=middle_fraction)
+    train, test, report = split(mid, by="subjects", test_size=test_size, seed=seed)
+    out = {}
+    for task in exp2_tasks:
+        out[task] = run_trial(exp2_model, train, test, store=store, task=task, epochs=exp2_epochs, lr=exp2_lr,
+                              optimizer=exp2_optimizer, balance=exp2_balance, seed=seed, **trial_kw)
+        out[task].extra["leakage"] = report
+    return out
+
+
+def experiment2_table(trials: dict) -> pd.DataFrame:
+    """Experiment 2's headline numbers beside the paper's (rounded)."""
+    rows = []
+    if "binary" in trials:
+        rows.append({"result": "binary accuracy (any)", "ours": trials["binary"].scores["any"]["accuracy"],
+                     "paper": PAPER_EXPERIMENT2["binary_accuracy"]})
+    if "multilabel" in trials:
+        s = trials["multilabel"].scores
+        rows += [{"result": "multi-label mean subtype accuracy", "ours": s["mean_accuracy"],
+                  "paper": PAPER_EXPERIMENT2["multilabel_mean_accuracy"]},
+                 {"result": "multi-label RSNA weighted log loss", "ours": s["weighted_log_loss"], "paper": np.nan}]
+    return pd.DataFrame(rows).set_index("result").round(2)
+
+
+def leakage_side_by_side(ours: pd.DataFrame) -> pd.DataFrame:
+    """Our leakage table next to the paper's (rounded to 2 decimals, no timings: reproducible)."""
+    cols = ["accuracy", "recall", "f1", "auc"]
+    paper = PAPER_LEAKAGE.set_index(["model", "split"])[cols].add_prefix("paper_")
+    out = ours.set_index(["model", "split"])[cols + ["shared_subjects", "test_slices_of_shared_subjects"]]
+    out = out.join(paper, how="left")
+    return out[[c for pair in zip(cols, [f"paper_{c}" for c in cols]) for c in pair]
+               + ["shared_subjects", "test_slices_of_shared_subjects"]].round(2)
+
+
+def multilabel_table(trial: Trial) -> pd.DataFrame:
+    """Per-subtype accuracy/recall/F1/AUC of a multi-label trial, plus `any`, rounded."""
+    rows = [{"subtype": c, "positives": int(trial.test[c].sum()), **{k: trial.scores[c][k] for k in
+             ("accuracy", "recall", "f1", "auc")}} for c in BLEEDS + ["any"]]
+    return pd.DataFrame(rows).set_index("subtype").round(2)
+
+
+def dataset_summary(df: pd.DataFrame, skip_log: pd.DataFrame, counts: dict) -> pd.DataFrame:
+    """Our folder's counts beside the seed's count of the RSNA folder."""
+    ours = {"dicom_files": counts["dicom_files"], "labelled_images": counts["labelled_images"],
+            "unannotated": counts["unannotated"], "corrupt": len(skip_log)}
+    out = pd.DataFrame({"ours": ours, "paper_rsna": PAPER_RSNA})
+    out.loc["subjects", "ours"] = df["subject"].nunique()
+    out.loc["any_positive_fraction", "ours"] = round(float(df["any"].mean()), 2)
+    return out
+
+
+# ----------------------------------------------------------------------------- figures
+def _finish(fig, path):
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.show()
+    plt.close(fig)
+
+
+def windows_figure(file: str, *, path=None):
+    """One slice: HU, background removed, each window, and the three stacked as RGB."""
+    import matplotlib.pyplot as plt
+
+    hu = read_hu(file)
+    clean = remove_background(hu)
+    stack = window_stack(clean)
+    panels = [(np.clip((hu + 1000) / 2000, 0, 1), "HU (-1000..1000)"), (np.clip((clean + 1000) / 2000, 0, 1),
+              "background removed"), (stack[0], "brain (40, 80)"), (stack[1], "subdural (80, 200)"),
+              (stack[2], "bone (600, 2800)"), (stack.transpose(1, 2, 0), "stacked (R, G, B)")]
+    fig, axes = plt.subplots(1, 6, figsize=(15, 2.9))
+    for ax, (img, title) in zip(axes, panels):
+        ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    _finish(fig, path)
+
+
+def class_balance_figure(df: pd.DataFrame, *, path=None):
+    """The seed's Figures 4-6: positive vs negative slices, slices per subtype, 0/1 per label."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.4))
+    df["any"].map({0: "no ICH", 1: "ICH"}).value_counts().plot.bar(ax=axes[0], color=["tab:blue", "tab:red"])
+    axes[0].set_title("slices with and without hemorrhage")
+    df[BLEEDS].sum().sort_values(ascending=False).plot.bar(ax=axes[1], color="tab:red")
+    axes[1].set_title("positive slices per subtype")
+    counts = pd.DataFrame({c: df[c].value_counts().reindex([0, 1], fill_value=0) for c in SUBTYPES}).T
+    counts.plot.bar(ax=axes[2], stacked=True, color=["tab:blue", "tab:red"])
+    axes[2].set_title("labels 0 / 1 per column")
+    for ax in axes:
+        ax.tick_params(axis="x", rotation=30)
+    _finish(fig, path)
+
+
+def roc_figure(trials: dict, *, path=None):
+    """ROC curves: one panel per trial (label -> Trial); multi-label trials draw one curve per subtype."""
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_curve
+
+    fig, axes = plt.subplots(1, len(trials), figsize=(4 * len(trials), 3.8), squeeze=False)
+    for ax, (label, t) in zip(axes[0], trials.items()):
+        for c in (BLEEDS + ["any"]) if t.task == "multilabel" else ["any"]:
+            if t.test[c].nunique() == 2:
+                fpr, tpr, _ = roc_curve(t.test[c], t.test[f"prob_{c}"])
+                ax.plot(fpr, tpr, label=f"{c} ({t.scores[c]['auc']:.2f})")
+        ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+        ax.set(title=label, xlabel="false positive rate", ylabel="true positive rate")
+        ax.legend(fontsize=7, loc="lower right")
+    _finish(fig, path)
+
+
+def predictions_figure(trial: Trial, root: str | Path, *, n: int = 6, seed: int = 0, path=None):
+    """Test slices in the brain window with the ground-truth bleed mask outlined, true and predicted subtypes."""
+    import matplotlib.pyplot as plt
+
+    test = trial.test
+    rng = np.random.default_rng(seed)
+    pos, neg = test.index[test["any"] == 1], test.index[test["any"] == 0]
+    pick = list(rng.choice(pos, size=min(len(pos), n - n // 3), replace=False)) + \
+        list(rng.choice(neg, size=min(len(neg), n // 3), replace=False))
+    fig, axes = plt.subplots(1, len(pick), figsize=(2.6 * len(pick), 3.2), squeeze=False)
+    for ax, i in zip(axes[0], pick):
+        r = test.loc[i]
+        ax.imshow(window_stack(remove_background(read_hu(r["file"])), ["brain"])[0], cmap="gray")
+        mask_file = Path(root) / "masks" / f"{r['subject']}.npz"
+        if mask_file.exists():
+            m = np.load(mask_file)
+            k = list(m["images"]).index(r["image"])
+            if m["bits"][k].any():
+                ax.contour(m["bits"][k] > 0, [0.5], colors="red", linewidths=0.8)
+        true = "/".join(c for c in BLEEDS if r[c]) or "none"
+        pred = "/".join(c for c in BLEEDS if r[f"prob_{c}"] >= 0.5) or "none"
+        ax.set_title(f"true: {true}\npred: {pred}", fontsize=7)
+        ax.axis("off")
+    _finish(fig, path)
+
+
+def load_cohort(*, data_root: str = "", cohort_preset: str = "small", seed: int = 0,
+                load_size: int = 256) -> tuple[Path, pd.DataFrame, SliceStore, pd.DataFrame, dict]:
+    """Cohort -> (root, usable slices, the store holding them decoded once, skip log, counts).
+
+    The skip log lists every file left out and why (unreadable header, corrupt or undecodable pixels);
+    `counts` has the folder's totals, the unannotated files and the usable slices."""
+    root = cohort_root(data_root=data_root, cohort_preset=cohort_preset, seed=seed)
+    df, header_skips, counts = index_cohort(root)
+    store = SliceStore(load_size=load_size)
+    kept = store.load(df)
+    skip_log = pd.concat([header_skips, store.skip_log], ignore_index=True)
+    counts.update(skipped=len(skip_log), usable_slices=len(kept))
+    return root, kept, store, skip_log, counts

@@ -1,0 +1,113 @@
+"""ICH study glue: skip log and counts, splits and their leakage, balancing, one tiny training run, paper numbers."""
+from __future__ import annotations
+
+import math
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from medvid_core.params import load_params_file
+from medvid_core.paths import REPO_ROOT
+from medvid_core.studies import ich
+from medvid_core.synth.head_ct import generate_cohort
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return generate_cohort(tmp_path_factory.mktemp("ich") / "tiny", preset="tiny", seed=1)
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny):
+    return ich.load_cohort(data_root=str(tiny), load_size=32)
+
+
+def test_skip_log_and_counts(loaded, tiny):
+    root, slices, store, skip_log, counts = loaded
+    truth = pd.read_csv(tiny / "truth.csv")
+    corrupt = truth.loc[truth["corrupt"], "image"].iloc[0]
+    assert counts["dicom_files"] == len(truth)
+    assert counts["unannotated"] == (~truth["annotated"]).sum() > 0  # counted, not trained on
+    assert len(skip_log) == 1 and corrupt in skip_log["file"].iloc[0]
+    assert "pixel data" in skip_log["reason"].iloc[0]
+    # nothing else is dropped: every annotated, readable slice is usable
+    assert set(slices["image"]) == set(truth.loc[truth["annotated"] & ~truth["corrupt"], "image"])
+    assert store.stack(slices["image"][:3]).shape == (3, 3, 32, 32)
+    assert store.stack(slices["image"][:3]).dtype == torch.float16
+
+
+def test_corrupt_and_truncated_files_land_in_the_skip_log(tiny, tmp_path):
+    root = shutil.copytree(tiny, tmp_path / "copy")
+    truth = pd.read_csv(root / "truth.csv")
+    ok = truth[truth["annotated"] & ~truth["corrupt"]]["image"].tolist()
+    head_cut, pixel_cut = root / "stage_2_train" / f"{ok[0]}.dcm", root / "stage_2_train" / f"{ok[1]}.dcm"
+    head_cut.write_bytes(head_cut.read_bytes()[:200])  # header cut short
+    pixel_cut.write_bytes(pixel_cut.read_bytes()[:-500])  # pixel data cut short
+    _, slices, _, skip_log, counts = ich.load_cohort(data_root=str(root), load_size=32)
+    names = {f.split("/")[-1][:-4] for f in skip_log["file"]}
+    assert {ok[0], ok[1]} <= names and len(skip_log) == 3
+    assert skip_log["reason"].str.len().gt(0).all()
+    assert len(slices) == len(truth[truth["annotated"] & ~truth["corrupt"]]) - 2
+
+
+def test_subject_split_has_no_overlap_and_slice_split_does(loaded):
+    slices = loaded[1]
+    tr, te, rep = ich.split(slices, by="subjects", test_size=0.34, seed=0)
+    assert rep["n_shared"] == 0 and not set(tr["subject"]) & set(te["subject"])
+    tr, te, rep = ich.split(slices, by="slices", test_size=0.15, seed=0)
+    assert rep["n_shared"] > 0 and rep["test_fraction_shared"] > 0.5
+    assert len(tr) + len(te) == len(slices)
+    with pytest.raises(ValueError, match="slices"):
+        ich.split(slices, by="patients")
+
+
+def test_middle_slices():
+    df = pd.DataFrame({"position": np.linspace(0, 1, 11)})
+    assert len(ich.middle_slices(df, middle_fraction=1.0)) == 11
+    mid = ich.middle_slices(df, middle_fraction=0.6)
+    assert mid["position"].min() == pytest.approx(0.2) and mid["position"].max() == pytest.approx(0.8)
+    with pytest.raises(ValueError):
+        ich.middle_slices(df, middle_fraction=0)
+
+
+def test_balancing():
+    y = np.array([1] * 10 + [0] * 90)
+    idx = ich.hybrid_resample(y, seed=0)
+    assert len(idx) == 100 and y[idx].sum() == 50  # minority up, majority down, to the mean size
+    assert len(set(idx[y[idx] == 0])) == 50  # negatives under-sampled without repeats
+    w = ich.pos_weight(np.array([[1, 0], [0, 0], [0, 0], [1, 0]]))
+    assert w.tolist() == [1.0, 1.0]
+    assert ich.pos_weight(np.array([[1], [0], [0], [0]])).tolist() == [3.0]
+
+
+def test_tiny_multilabel_run_scores_everything(loaded):
+    slices, store = loaded[1], loaded[2]
+    tr, te, _ = ich.split(slices, by="subjects", test_size=0.34, seed=0)
+    t = ich.run_trial("cnn4", tr, te, store=store, task="multilabel", image_size=24, epochs=1, lr=1e-3,
+                      optimizer="sgd", balance="hybrid", batch_size=16, cnn4_width=4)
+    assert t.model.fc.num_outputs == 5 and len(t.history) == 1
+    assert {f"prob_{c}" for c in ich.SUBTYPES} <= set(t.test.columns)
+    assert (t.test["prob_any"] >= t.test[[f"prob_{c}" for c in ich.BLEEDS]].max(axis=1) - 1e-6).all()
+    assert math.isfinite(t.scores["weighted_log_loss"]) and 0 <= t.scores["mean_accuracy"] <= 1
+    assert list(ich.multilabel_table(t).index) == ich.BLEEDS + ["any"]
+    with pytest.raises(ValueError, match="task"):
+        ich.run_trial("cnn4", tr, te, store=store, task="multiclass", image_size=24, epochs=1, lr=1e-3)
+
+
+def test_paper_numbers_and_side_by_side():
+    p = ich.PAPER_LEAKAGE.set_index(["model", "split"])
+    assert p.loc[("vgg16", "slices"), "accuracy"] == 0.968 and p.loc[("cnn4", "subjects"), "auc"] == 0.658
+    ours = ich.PAPER_LEAKAGE.assign(shared_subjects=[9, 0, 9, 0], test_slices_of_shared_subjects=[1.0, 0, 1.0, 0])
+    side = ich.leakage_side_by_side(ours)
+    assert (side["accuracy"] == side["paper_accuracy"]).all()
+    assert ich.PAPER_RSNA["unannotated"] == 78546
+
+
+def test_paper_params_file():
+    p = load_params_file(REPO_ROOT / "params/ich/paper.yaml")
+    assert (p["load_size"], p["image_size"], p["batch_size"]) == (256, 224, 32)
+    assert (p["leakage_epochs"], p["exp2_epochs"], p["exp2_lr"], p["leakage_lr"]) == (150, 50, 1e-2, 1e-3)
+    assert p["exp2_model"] == "resnet152" and p["vgg_width"] == p["resnet_width"] == 1.0
