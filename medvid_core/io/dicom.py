@@ -70,10 +70,10 @@ def _check_decoder(ds: pydicom.Dataset, path: Path) -> None:
 def read_dataset(path: str | Path, *, stop_before_pixels: bool = False) -> pydicom.Dataset:
     """`pydicom.dcmread` with one-line errors naming the file."""
     path = Path(path)
-    if not path.exists():
-        raise DicomError(f"{path}: file not found")
     try:
         return pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
+    except FileNotFoundError:
+        raise DicomError(f"{path}: file not found") from None
     except InvalidDicomError as exc:
         raise DicomError(f"{path}: not a DICOM file ({_reason(exc)})") from None
     except Exception as exc:  # truncated headers raise EOFError, struct.error, OSError...
