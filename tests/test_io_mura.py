@@ -5,6 +5,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from medvid_core.io.mura import MuraError, load_radiograph, read_mura
@@ -32,7 +33,8 @@ def test_one_row_per_image_with_csv_labels(pristine):
     assert (df.label == df.study.str.contains("_positive").astype(int)).all()
     assert df.patient.str.match(r"patient\d{5}$").all()
     assert df.groupby("study").patient.nunique().max() == 1
-    assert len(df.attrs["skipped"]) == 0
+    assert df.attrs["skipped"] == []
+    assert len(pd.concat([df, df])) == 2 * len(df)  # attrs survive a concat
     # the archive folder itself is accepted too
     assert read_mura(pristine / "MURA-v1.1", "valid").equals(read_mura(pristine, "valid"))
 
@@ -50,7 +52,7 @@ def test_study_folder_missing_from_csv_is_named(copy):
     assert any("skipping 1 study" in str(w.message) for w in caught)
     # its images are skipped too, each with its own skip-log row
     assert any("images whose study is not in" in str(w.message) for w in caught)
-    assert dropped in set(df.attrs["skipped"].path)
+    assert dropped in {r["path"] for r in df.attrs["skipped"]}
     assert not df.study.eq(dropped).any()
 
 

@@ -7,7 +7,7 @@ comes from the labelled-studies CSV; the folder name says the same thing, and a 
 reported. Tree and CSVs are checked against each other: a study folder the CSV lacks, a CSV row
 whose folder is missing, an image on disk that the paths CSV does not list, a listed image that is
 missing -- each is reported by name (`MuraError`, or with ``on_mismatch="skip"`` a warning plus one
-row in ``df.attrs["skipped"]``); nothing is dropped silently.
+record in ``df.attrs["skipped"]``); nothing is dropped silently.
 
 The same code reads the synthetic archive of `medvid_core.synth.radiograph` and the real download.
 """
@@ -53,7 +53,7 @@ def read_mura(root: str | Path, split: str = "train", *, on_mismatch: str = "rai
 
     `on_mismatch`: "raise" (default) stops at the first kind of disagreement with a `MuraError`
     naming the offending folders/files; "skip" warns and leaves them out, listing each in
-    ``df.attrs["skipped"]`` (a DataFrame of path, reason).
+    ``df.attrs["skipped"]`` (a list of {path, reason} records: the skip log).
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -107,7 +107,7 @@ def read_mura(root: str | Path, split: str = "train", *, on_mismatch: str = "rai
         rows.append(dict(path=str(base / p), body_part=parts[-4].removeprefix("XR_"), patient=parts[-3],
                          study=study, label=labels[study], image=parts[-1]))
     df = pd.DataFrame(rows, columns=COLUMNS)
-    df.attrs["skipped"] = pd.DataFrame(skipped, columns=["path", "reason"])
+    df.attrs["skipped"] = skipped  # plain records: pandas compares attrs on concat, a DataFrame there breaks it
     return df
 
 
