@@ -23,6 +23,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -300,7 +301,7 @@ def batch(
                         "overrides": spec.overrides}
                 log = output_root / spec.study / ".logs" / f"{spec.name}.log"
                 fut = client.submit(_task, args, threads, str(log), pure=False,
-                                    key=f"run-{spec.study}/{spec.name}-{os.getpid()}")
+                                    key=f"run-{spec.study}/{spec.name}-{uuid.uuid4().hex[:8]}")
                 futures[fut] = spec
             from dask.distributed import as_completed
 
@@ -315,7 +316,7 @@ def batch(
                 error = res["error"] if res["rc"] != 0 else ("" if ok else "finished without the marker")
                 if not ok and not error and (out / FAILED).exists():
                     error = (out / FAILED).read_text(encoding="utf-8").strip()
-                rows[label] = Row(label, "ok" if ok else "failed", res["wall_s"], headline(out), error)
+                rows[label] = Row(label, "ok" if ok else "failed", res["wall_s"], headline(out) if ok else "", error)
                 bar.update(1)
                 tqdm.write(f"batch: {label} {rows[label].status} in {res['wall_s'] or 0:.1f}s"
                            + (f": {error}" if error else ""), file=sys.stderr)

@@ -36,10 +36,11 @@ gate = ""  # wait until this file exists ("" = do not wait)
 output_dir = ""
 """
 WORK_CODE = """\
-import json, pathlib, time
+import json, os, pathlib, time
 while gate and not pathlib.Path(gate).exists():
     time.sleep(0.2)
-pathlib.Path(output_dir, "metrics.json").write_text(json.dumps({"x2": x * 2}))
+metrics = {"x2": x * 2, "omp_threads": os.environ.get("OMP_NUM_THREADS")}  # what the batch gave this run
+pathlib.Path(output_dir, "metrics.json").write_text(json.dumps(metrics))
 """
 SEEDED_CODE = """\
 import json, pathlib
@@ -274,14 +275,17 @@ def test_local_cluster_batch_two_runs_one_failing(nbdir, tmp_path, capsys):
     rc = main(["batch", str(grid), "--workers", "2", "--notebook-dir", str(nbdir), "--output-root", str(out_root)])
     assert rc == 1
     captured = capsys.readouterr()
-    assert "LocalCluster(2 workers x 1 thread), torch threads per run: {'*': 1}" in captured.err
+    threads = max(1, batch_mod.cores() // 2)  # 2 runs at once share the cores
+    assert "LocalCluster(2 workers x 1 thread)" in captured.err
+    assert f"torch threads per run: {{'*': {threads}}}" in captured.err
     rows = {r["run"]: r for r in csv.DictReader(open(out_root / "batch-summary.csv"))}
     assert rows["work/default+x=21"]["status"] == "ok" and rows["work/default+x=21"]["headline"] == "x2=42"
     assert rows["boom/default"]["status"] == "failed"
     assert "boom.ipynb failed in cell 4 (exec count 4): ValueError: kaput" in rows["boom/default"]["error"]
     assert ["boom/default", "failed"] in [ln.split()[:2] for ln in captured.out.splitlines()]
     ok, failed = out_root / "work" / "default+x=21", out_root / "boom" / "default"
-    assert (ok / COMPLETE).is_file() and json.loads((ok / "metrics.json").read_text()) == {"x2": 42}
+    assert (ok / COMPLETE).is_file() and json.loads((ok / "metrics.json").read_text()) == {
+        "x2": 42, "omp_threads": str(threads)}  # the kernel saw the batch's thread count
     assert not (failed / COMPLETE).exists() and "ValueError: kaput" in (failed / FAILED).read_text()
     assert "fine so far" in (out_root / "boom" / ".logs" / "default.log").read_text()  # the run's own log
 
@@ -335,7 +339,7 @@ def test_killed_batch_rerun_keeps_finished_runs_and_completes_the_rest(nbdir, tm
     assert ["work/fast", "skipped"] in [ln.split()[:2] for ln in capsys.readouterr().out.splitlines()]
     assert snapshot(fast) == before  # untouched, byte for byte (and not even rewritten)
     for name in ("slow1", "slow2"):
-        assert json.loads((out_root / "work" / name / "metrics.json").read_text()) == {"x2": 2}
+        assert json.loads((out_root / "work" / name / "metrics.json").read_text())["x2"] == 2
         assert (out_root / "work" / name / COMPLETE).is_file()
     assert list((out_root / "work" / INCOMPLETE_DIR).iterdir()) == []
 
