@@ -99,3 +99,18 @@ def test_figures_save(tmp_path):
     k = pd.concat([_ours().assign(num_segments=k) for k in (4, 8)])
     v4.accuracy_vs_k(k, path=tmp_path / "fig2.png")
     assert (tmp_path / "fig1.png").stat().st_size > 1000 and (tmp_path / "fig2.png").stat().st_size > 1000
+
+
+def test_a_run_twice_gives_byte_identical_metrics_json(tmp_path):
+    """The whole notebook through the runner, twice, at a tiny size: metrics.json holds no timing, so the
+    bytes match (timings go to timings.csv)."""
+    from medvid_core.paths import REPO_ROOT
+    from medvid_core.runner import run
+
+    tiny = {"models": ["tsn_r18"], "epochs": 1, "image_size": 16, "num_segments": 2, "cohort_scale": 0.2,
+            "n_bootstrap": 10}
+    outs = [run("video4mri", overrides=tiny, output_root=tmp_path / name, notebook_dir=REPO_ROOT / "notebooks")
+            for name in ("a", "b")]
+    first, second = ((o / "metrics.json").read_bytes() for o in outs)
+    assert first == second and b"inference_ms" not in first
+    assert (outs[0] / "timings.csv").exists()
