@@ -3,9 +3,11 @@
 Each family lives in its own file and registers its named constructors with
 `@register_model`. Conventions every registered model follows:
 
-* input is a clip shaped (batch, channels, frames, height, width) -- a volume's slices are the frames;
-* the final classifier is the attribute `fc` (the trainer puts weight decay on it alone);
-* weights are Kaiming-initialised and trained from scratch, as in Video4MRI.
+* video/volume models take a clip shaped (batch, channels, frames, height, width) -- a volume's slices
+  are the frames; 2D image models (vgg, resnet2d, cnn4) take (batch, channels, height, width);
+* the final classifier is a named submodule (`fc` for most), which the trainer's `head=` addresses;
+* weights are initialised at random and trained from scratch: nothing is downloaded; constructors that
+  can start from pretrained weights take a local file path.
 """
 from __future__ import annotations
 
@@ -41,4 +43,6 @@ def count_parameters(model: nn.Module) -> int:
 
 
 # importing the family files fills the registry
-from . import resnet3d, slowfast, tsn  # noqa: E402,F401
+from . import (  # noqa: E402,F401
+    cnn4, cnn_rnn, frame_average, inflate, multiview, resnet2d, resnet3d, slowfast, small_cnn, tsn, two_stream, vgg,
+)
