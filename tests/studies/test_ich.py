@@ -111,3 +111,20 @@ def test_paper_params_file():
     assert (p["load_size"], p["image_size"], p["batch_size"]) == (256, 224, 32)
     assert (p["leakage_epochs"], p["exp2_epochs"], p["exp2_lr"], p["leakage_lr"]) == (150, 50, 1e-2, 1e-3)
     assert p["exp2_model"] == "resnet152" and p["vgg_width"] == p["resnet_width"] == 1.0
+
+
+def test_leakage_table_and_experiment2_run_end_to_end(loaded):
+    slices, store = loaded[1], loaded[2]
+    kw = dict(image_size=24, batch_size=16, cnn4_width=4)
+    table, trials = ich.leakage_table(slices, store=store, leakage_models=["cnn4"], leakage_epochs=1,
+                                      leakage_lr=1e-3, test_size=0.34, **kw)
+    assert list(table["split"]) == ["slices", "subjects"] and set(trials) == {("cnn4", "slices"), ("cnn4", "subjects")}
+    assert table.set_index("split").loc["subjects", "shared_subjects"] == 0
+    assert table.set_index("split").loc["slices", "shared_subjects"] > 0
+    side = ich.leakage_side_by_side(table)
+    assert side.loc[("cnn4", "subjects"), "paper_accuracy"] == 0.6  # 0.598 rounded, beside ours
+    exp2 = ich.experiment2(slices, store=store, exp2_model="cnn4", exp2_tasks=["binary"], exp2_epochs=1,
+                           exp2_lr=1e-2, middle_fraction=0.6, test_size=0.34, **kw)
+    assert set(exp2) == {"binary"} and exp2["binary"].extra["leakage"]["n_shared"] == 0
+    assert exp2["binary"].test["position"].between(0.2 - 1e-9, 0.8 + 1e-9).all()
+    assert list(ich.experiment2_table(exp2).index) == ["binary accuracy (any)"]
