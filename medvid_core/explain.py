@@ -10,7 +10,7 @@ captum. Two captum traps are handled here:
 * `LayerGradCam` needs ``relu_attributions=True`` and returns a map at the layer's resolution:
   `grad_cam` interpolates it to the image size.
 
-The zoom (Huschauer, "Learn to zoom from network response"): classify the image shrunk to the
+The entropy zoom: classify the image shrunk to the
 network input; guided backprop on the eq.-(1)-normalised input; local entropy of the response; a
 quantile threshold picks a region; its box, mapped back to the full-resolution image and extended to
 at least the input size (the whole axis when the image is smaller), is cropped and classified again;

@@ -101,5 +101,5 @@ def resnet50(**kwargs) -> ResNet2d:
 
 @register_model
 def resnet152(**kwargs) -> ResNet2d:
-    """The feature extractor of the MURA-zoom SVM baseline (Huschauer, Sec. IV-C)."""
+    """ResNet-152: Bottleneck blocks [3, 8, 36, 3]."""
     return ResNet2d(Bottleneck, [3, 8, 36, 3], **kwargs)

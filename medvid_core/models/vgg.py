@@ -91,5 +91,5 @@ def vgg16(**kwargs) -> VGG:
 
 @register_model
 def vgg19(**kwargs) -> VGG:
-    """The MURA-zoom baseline (Huschauer): VGG19 with a 2-class head."""
+    """VGG19 (configuration E): 16 convolutions and 3 fully-connected layers."""
     return VGG(depth=19, **kwargs)

@@ -114,3 +114,15 @@ def test_feature_extractor_gives_pooled_features(archive, one_thread):
     fe = mz.train_feature_extractor(archive, image_size=32, svm_width=0.0625, svm_backbone_epochs=1, batch_size=32)
     feats = mz.pooled_features(fe, archive.valid.head(5), image_size=32)
     assert feats.shape == (5, fe.num_features) and np.isfinite(feats).all()
+
+
+def test_paper_params_file_carries_the_papers_settings():
+    from medvid_core.params import load_params_file
+    from medvid_core.paths import REPO_ROOT
+    from medvid_core.synth.radiograph import PRESETS
+
+    p = load_params_file(REPO_ROOT / "params/mura_zoom/paper.yaml")
+    assert (p["preset"], p["image_size"], p["width"], p["svm_width"]) == ("paper", 224, 1.0, 1.0)
+    assert (p["svm_degree"], p["svm_estimators"]) == (5, 10)
+    paper = PRESETS["paper"]  # MURA-v1.1's study counts
+    assert sum(paper.train_studies.values()) == 13457 and sum(paper.valid_studies.values()) == 1199
