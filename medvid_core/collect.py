@@ -5,8 +5,8 @@
 metric, value`` plus one ``param.<name>`` column for each parameter that differs between the runs
 (from each run's params.yaml). A list of records such as ``"table2": [{"model": "tsn_r18",
 "accuracy": 0.85}, ...]`` becomes rows with ``table=table2, row=model=tsn_r18, metric=accuracy``.
-``collected_metrics.png`` has one panel per metric (the ones that differ between runs first), a bar
-per run.
+``collected_metrics.png`` has one panel per metric (e.g. ``table2 accuracy``; the ones that differ
+first), a bar per run and row.
 """
 from __future__ import annotations
 
@@ -90,26 +90,29 @@ def collect_table(study: str, *, output_root: str | Path = "outputs") -> pd.Data
 
 
 def plot_table(table: pd.DataFrame, path: Path, *, title: str = "") -> Path:
-    """One panel per metric (those differing between runs first, at most MAX_PANELS), a bar per run."""
+    """One panel per metric (``table/metric``, e.g. ``table2 accuracy``), a bar per run and row, so
+    the same number is compared across runs (and models); metrics that differ come first, at most
+    MAX_PANELS panels."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    label = (table["table"] + " " + table["row"] + " " + table["metric"]).str.strip().str.replace("  ", " ")
-    wide = table.assign(label=label).pivot_table(index="label", columns="run", values="value", aggfunc="first")
-    order = sorted(wide.index, key=lambda k: (-(wide.loc[k].nunique() > 1), -wide.loc[k].notna().sum(), k))
-    order = order[:MAX_PANELS] or list(wide.index[:1])
+    frame = table.assign(panel=(table["table"] + " " + table["metric"]).str.strip(),
+                         bar=table["run"] + (" | " + table["row"]).where(table["row"] != "", ""))
+    groups = {k: g for k, g in frame.groupby("panel", sort=False)}
+    order = sorted(groups, key=lambda k: (-(groups[k]["value"].nunique() > 1), -len(groups[k]), k))
+    order = order[:MAX_PANELS]
     cols = min(3, len(order))
     rows = -(-len(order) // cols)
-    runs = list(wide.columns)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 0.5 + (0.35 * len(runs) + 0.9) * rows), squeeze=False)
+    most = max(len(groups[k]) for k in order)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.0 * cols, 0.5 + (0.3 * most + 0.9) * rows), squeeze=False)
     for ax, key in zip(axes.flat, order):
-        values = wide.loc[key].reindex(runs)
-        ax.barh(range(len(runs)), values.fillna(0).to_numpy(), color="tab:blue")
-        ax.set_yticks(range(len(runs)), runs, fontsize=7)
+        g = groups[key]
+        ax.barh(range(len(g)), g["value"].to_numpy(), color="tab:blue")
+        ax.set_yticks(range(len(g)), [b if len(b) < 50 else b[:47] + "..." for b in g["bar"]], fontsize=7)
         ax.invert_yaxis()
-        ax.set_title(key if len(key) < 45 else key[:42] + "...", fontsize=8)
+        ax.set_title(key, fontsize=8)
         ax.tick_params(axis="x", labelsize=7)
     for ax in list(axes.flat)[len(order):]:
         ax.axis("off")
