@@ -76,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("collect", help="gather a study's metrics.json into one table and a plot")
     p.add_argument("study")
     p.add_argument("--out", metavar="DIR", help="default: OUTPUT_ROOT/STUDY")
-    dirs(p)
+    p.add_argument("--output-root", default="outputs", help="default: %(default)s")
 
     p = sub.add_parser("params", help="show a study's parameters")
     p.add_argument("study")
