@@ -56,6 +56,7 @@ def main():
     ap.add_argument("--vgg-width", type=float, default=0.25)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--no-inference", action="store_true", help="skip the paper-size inference timing")
+    ap.add_argument("--repeats", type=int, default=3, help="timed inference calls (median), after 3 warm-up calls")
     a = ap.parse_args()
     print(f"torch threads: {torch.get_num_threads()}; {a.clips} clips of {a.depth}x{a.size}x{a.size}, "
           f"vgg_width {a.vgg_width}, batch 2, {a.epochs} epochs")
@@ -70,7 +71,7 @@ def main():
     print(f"largest loss difference between the two runs: {max(abs(p - q) for p, q in zip(slow_loss, fast_loss)):.2e}")
     if not a.no_inference:
         model = get_model("viptt_net", num_classes=5, width=1.0)
-        ms = inference_ms(model, (1, 70, 224, 224), repeats=3)
+        ms = inference_ms(model, (1, 70, 224, 224), repeats=a.repeats)
         print(f"ViPTT-Net inference at paper size (1, 70, 224, 224), vgg_width 1.0, batch 1: {ms:.0f} ms per CT")
 
 
