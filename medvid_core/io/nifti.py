@@ -27,7 +27,12 @@ def load_volume(path: str | Path) -> tuple[np.ndarray, tuple[float, float, float
         raise VolumeError(f"{path}: file not found")
     try:
         img = nib.as_closest_canonical(nib.load(path))
+        kind = img.get_data_dtype().kind
+        if kind not in "biuf":  # complex or structured (RGB) voxels: a cast would drop information silently
+            raise VolumeError(f"{path}: voxels of type {img.get_data_dtype()} are not scalar intensities")
         data = np.asarray(img.dataobj, dtype=np.float32)
+    except VolumeError:
+        raise
     except Exception as exc:  # nibabel raises many types for truncated/garbled files
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise VolumeError(f"{path}: cannot read NIfTI ({reason})") from None
