@@ -23,7 +23,7 @@ notebooks: $(STAMP)
 		--ExecutePreprocessor.kernel_name=medvid notebooks/*.ipynb
 
 bench: $(STAMP)
-	$(PY) benchmarks/video4mri_efficiency.py
+	for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 lab: $(STAMP)
 	$(PY) -m jupyter lab notebooks
