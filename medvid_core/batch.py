@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .params import ParamError, _show, _yaml_load
+from .params import ParamError, _show, read_yaml_file
 from .paths import REPO_ROOT
 from .runner import FAILED, RunSpec, is_complete, prepare, read_marker
 
@@ -53,18 +53,7 @@ def load_grid(path: str | Path, *, notebook_dir: str | Path = "notebooks") -> li
     naming the grid file and the run (its 1-based position and study), and nothing runs."""
     path = Path(path)
     shown = _show(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ParamError(f"grid file {shown} not found") from None
-    except OSError as exc:
-        raise ParamError(f"cannot read grid file {shown}: {exc.strerror}") from None
-    try:
-        entries = _yaml_load(text)
-    except Exception as exc:  # yaml.YAMLError
-        mark = getattr(exc, "problem_mark", None)
-        at = f" (line {mark.line + 1})" if mark else ""
-        raise ParamError(f"grid file {shown} is not valid YAML{at}") from None
+    entries = read_yaml_file(path, kind="grid file")
     if not isinstance(entries, list) or not entries:
         raise ParamError(f"grid file {shown} must be a non-empty YAML list of runs (- study: NAME ...)")
     specs = []

@@ -72,31 +72,37 @@ def _yaml_load(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)  # noqa: S506 -- SafeLoader subclass
 
 
-def load_params_file(path: str | Path) -> dict[str, Any]:
-    """Read a params YAML file into a dict; every failure names the file.
-
-    An empty file means "no changes" and gives ``{}``.
-    """
+def read_yaml_file(path: str | Path, *, kind: str = "params file") -> Any:
+    """Read a YAML file with the safe loader; every failure is one `ParamError` line naming the `kind`
+    and the file (not found, unreadable, invalid YAML with its line)."""
     path = Path(path)
     shown = _show(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ParamError(f"params file {shown} not found") from None
+        raise ParamError(f"{kind} {shown} not found") from None
     except OSError as exc:
-        raise ParamError(f"cannot read params file {shown}: {exc.strerror}") from None
+        raise ParamError(f"cannot read {kind} {shown}: {exc.strerror}") from None
     try:
-        data = _yaml_load(text)
+        return _yaml_load(text)
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" (line {where.line + 1})" if where else ""
         problem = getattr(exc, "problem", None) or type(exc).__name__
-        raise ParamError(f"params file {shown} is not valid YAML{at}: {problem}") from None
+        raise ParamError(f"{kind} {shown} is not valid YAML{at}: {problem}") from None
+
+
+def load_params_file(path: str | Path) -> dict[str, Any]:
+    """Read a params YAML file into a dict; every failure names the file.
+
+    An empty file means "no changes" and gives ``{}``.
+    """
+    data = read_yaml_file(path, kind="params file")
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ParamError(
-            f"params file {shown} must be a mapping of name: value, got {type(data).__name__}"
+            f"params file {_show(Path(path))} must be a mapping of name: value, got {type(data).__name__}"
         )
     return data
 
