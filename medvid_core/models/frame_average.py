@@ -30,22 +30,30 @@ class FrameAverage(nn.Module):
         return self.fc(self.dropout(feats.mean(1)))
 
 
-def _frame_net(in_channels: int, widths) -> nn.Module:
-    net = SmallCNN(dims=2, in_channels=in_channels, widths=widths)
-    return net.body  # conv blocks + global pooling: (N, C, H, W) -> (N, widths[-1])
+def _frame_net(in_channels: int, widths, grid: int = 1) -> tuple[nn.Module, int]:
+    """The small 2D CNN's conv blocks, average-pooled to a `grid` x `grid` layout and flattened.
+
+    grid=1 is global pooling: the features say *what* a frame shows, not *where*. A larger grid keeps a
+    coarse layout (as the fully connected layers of a big CNN do), so a model over frames can follow
+    things that move. Returns the network and its feature size, widths[-1] * grid**2.
+    """
+    body = SmallCNN(dims=2, in_channels=in_channels, widths=widths).body  # conv blocks, global pool, flatten
+    if grid > 1:
+        body = nn.Sequential(*list(body)[:-2], nn.AdaptiveAvgPool2d(grid), nn.Flatten())
+    return body, widths[-1] * grid * grid
 
 
 @register_model
-def frame_average_small(*, in_channels: int = 3, num_classes: int = 2, widths=(16, 32, 64),
+def frame_average_small(*, in_channels: int = 3, num_classes: int = 2, widths=(16, 32, 64), grid: int = 1,
                         dropout: float = 0.0) -> FrameAverage:
-    """The small 2D CNN on every frame, features averaged over the clip."""
-    return FrameAverage(_frame_net(in_channels, widths), feature_dim=widths[-1], num_classes=num_classes,
-                        dropout=dropout)
+    """The small 2D CNN on every frame (features pooled to a `grid` x `grid` layout), averaged over the clip."""
+    net, dim = _frame_net(in_channels, widths, grid)
+    return FrameAverage(net, feature_dim=dim, num_classes=num_classes, dropout=dropout)
 
 
 @register_model
-def cnn_lstm_small(*, in_channels: int = 3, num_classes: int = 2, widths=(16, 32, 64), hidden: int = 64,
-                   fc_hidden: int = 64, dropout: float = 0.0) -> CNNRNN:
+def cnn_lstm_small(*, in_channels: int = 3, num_classes: int = 2, widths=(16, 32, 64), grid: int = 1,
+                   hidden: int = 64, fc_hidden: int = 64, dropout: float = 0.0) -> CNNRNN:
     """The same per-frame CNN into an LSTM(64) and a Dense(64) (small enough to train end to end on a CPU)."""
-    return CNNRNN(_frame_net(in_channels, widths), feature_dim=widths[-1], num_classes=num_classes, hidden=hidden,
-                  fc_hidden=fc_hidden, dropout=dropout)
+    net, dim = _frame_net(in_channels, widths, grid)
+    return CNNRNN(net, feature_dim=dim, num_classes=num_classes, hidden=hidden, fc_hidden=fc_hidden, dropout=dropout)

@@ -478,7 +478,7 @@ def flow_figure(clip: np.ndarray, *, path=None):
 
 
 def run_cnn_rnn(*, clips, action_epochs: int = 15, action_lr: float = 3e-3, batch_size: int = 16,
-                test_size: float = 0.3, seed: int = 0) -> dict:
+                frame_grid: int = 1, test_size: float = 0.3, seed: int = 0) -> dict:
     """The same small per-frame CNN, features averaged over frames vs an LSTM over them, end to end."""
     video, y, names = clips
     x = _rgb(video)
@@ -487,7 +487,7 @@ def run_cnn_rnn(*, clips, action_epochs: int = 15, action_lr: float = 3e-3, batc
     for name, label in (("frame_average_small", "per-frame CNN, features averaged"),
                         ("cnn_lstm_small", "per-frame CNN + LSTM")):
         seed_everything(seed)
-        net = get_model(name, num_classes=len(names), widths=WIDTHS)
+        net = get_model(name, num_classes=len(names), widths=WIDTHS, grid=frame_grid)
         histories[label] = fit(net, _loader(x[tr], y[tr], batch_size=batch_size, shuffle=True, seed=seed),
                                epochs=action_epochs, lr=action_lr, warmup_epochs=1, desc="")
         rows.append({"model": label, **_scores(net, _loader(x[te], y[te], batch_size=64)), "params": count_parameters(net)})
