@@ -85,3 +85,17 @@ def test_paper_width_and_local_vgg16_weights(tmp_path):
         assert "vgg16.pth" in str(exc) and "width" in str(exc)
     else:
         raise AssertionError("a width-1 state dict must not load into a thinner backbone")
+
+
+def test_frame_norm_is_off_by_default_and_rescales_tiny_random_features():
+    assert tiny().frame_norm is None and not any(k.startswith("frame_norm") for k in tiny().state_dict())
+    model = tiny(num_classes=10, frame_norm=True).eval()
+    assert isinstance(model.frame_norm, nn.BatchNorm1d) and model.frame_norm.num_features == model.feature_dim
+    x = torch.rand(3, 1, 4, 32, 32)
+    assert torch.allclose(model(model.frame_features(x)), model(x), atol=1e-6)  # cached features: same logits
+    model.train()
+    seen = []
+    model.rnn.register_forward_hook(lambda m, args, out: seen.append(args[0].detach()))
+    model(x)
+    f = seen[0].reshape(-1, model.feature_dim)
+    assert torch.allclose(f.mean(0), torch.zeros(model.feature_dim), atol=1e-4)  # what the LSTM reads is standardized

@@ -4,6 +4,8 @@
 (B, C, T, H, W) goes through an optional `stem` (ViPTT-Net's 1x1x1 convolution from 1 to 3 channels),
 then the backbone on each of the B*T frames ("time-distributed"), global average pooling to F per frame,
 an LSTM whose last step summarises the sequence, Dense(fc_hidden, ReLU), and the class head `fc`.
+`frame_norm=True` puts a BatchNorm over the F per-frame features before the LSTM (off by default): a
+random-init encoder gives features so small (about 0.04 +- 0.03) that the LSTM cannot tell clips apart.
 
 A (B, T, F) tensor given to `forward` is taken as precomputed frame features: while the frame encoder
 (stem + backbone) is frozen its features never change, so `precompute_features` runs it once per clip
@@ -28,12 +30,14 @@ class CNNRNN(nn.Module):
     """(B, C, T, H, W) clips -> per-frame `backbone` features -> LSTM (last step) -> Dense+ReLU -> `fc`."""
 
     def __init__(self, backbone: nn.Module, *, feature_dim: int, num_classes: int, hidden: int = 256,
-                 fc_hidden: int = 1024, stem: nn.Module | None = None, dropout: float = 0.0):
+                 fc_hidden: int = 1024, stem: nn.Module | None = None, dropout: float = 0.0,
+                 frame_norm: bool = False):
         super().__init__()
         self.stem = stem if stem is not None else nn.Identity()
         self.backbone = backbone
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.feature_dim = feature_dim
+        self.frame_norm = nn.BatchNorm1d(feature_dim) if frame_norm else None
         self.rnn = nn.LSTM(feature_dim, hidden, batch_first=True)  # tanh cell, as Keras' LSTM
         self.hidden = nn.Sequential(nn.Linear(hidden, fc_hidden), nn.ReLU())
         self.dropout = nn.Dropout(dropout)
@@ -52,6 +56,8 @@ class CNNRNN(nn.Module):
 
     def forward_features(self, features: torch.Tensor) -> torch.Tensor:
         """(B, T, F) frame features -> class logits (B, num_classes)."""
+        if self.frame_norm is not None:
+            features = self.frame_norm(features.transpose(1, 2)).transpose(1, 2)
         out, _ = self.rnn(features)
         return self.fc(self.dropout(self.hidden(out[:, -1])))
 
@@ -108,12 +114,13 @@ def load_vgg16_features(model: CNNRNN, path: str | Path) -> CNNRNN:
 
 @register_model
 def viptt_net(*, num_classes: int = 5, width: float = 1.0, hidden: int = 256, fc_hidden: int = 1024,
-              weights: str | None = None) -> CNNRNN:
+              weights: str | None = None, frame_norm: bool = False) -> CNNRNN:
     """ViPTT-Net (Zunair et al., CLEF 2021): 1x1x1 conv 1->3 channels, VGG-16 conv stack on every slice
     (average-pooled to 512*width), LSTM(256), Dense(1024, ReLU), `num_classes` head.
 
     `weights`: a local torchvision VGG-16 state dict for the backbone (ImageNet; nothing is downloaded);
-    None trains the backbone from random init.
+    None trains the backbone from random init. `frame_norm`: BatchNorm on the per-slice features before
+    the LSTM (not in the paper; it lets a random-init VGG's tiny features reach the LSTM).
     """
     stem = nn.Conv3d(1, 3, kernel_size=1)
     with torch.no_grad():  # start by copying the gray slice to three channels, what an RGB backbone expects
@@ -121,7 +128,7 @@ def viptt_net(*, num_classes: int = 5, width: float = 1.0, hidden: int = 256, fc
         stem.bias.zero_()
     backbone = vgg_features(16, width=width, in_channels=3)
     model = CNNRNN(backbone, feature_dim=max(1, int(round(512 * width))), num_classes=num_classes, hidden=hidden,
-                   fc_hidden=fc_hidden, stem=stem)
+                   fc_hidden=fc_hidden, stem=stem, frame_norm=frame_norm)
     if weights:
         load_vgg16_features(model, weights)
     return model

@@ -232,8 +232,8 @@ class Pretraining:
 
 
 def pretrain(videos: Videos, *, checkpoint: str | Path, vgg_width: float = 1.0, hidden: int = 256,
-             fc_hidden: int = 1024, weights: str = "", lr: float = 1e-3, momentum: float = 0.0,
-             batch_size: int = 2, pretrain_epochs: int = 100, plateau_patience: int = 5,
+             fc_hidden: int = 1024, weights: str = "", frame_norm: bool = False, lr: float = 1e-3,
+             momentum: float = 0.0, batch_size: int = 2, pretrain_epochs: int = 100, plateau_patience: int = 5,
              early_stopping: int = 8, val_size: float = 0.2, seed: int = 0, device: str = "cpu") -> Pretraining:
     """ViPTT-Net on the action clips with the VGG frozen and no augmentation (the paper's pretraining).
 
@@ -245,7 +245,7 @@ def pretrain(videos: Videos, *, checkpoint: str | Path, vgg_width: float = 1.0, 
 
     seed_everything(seed)
     model = get_model("viptt_net", num_classes=len(videos.classes), width=vgg_width, hidden=hidden,
-                      fc_hidden=fc_hidden, weights=weights or None).freeze_encoder()
+                      fc_hidden=fc_hidden, weights=weights or None, frame_norm=frame_norm).freeze_encoder()
     counts = np.bincount(videos.labels)
     stratify = videos.labels if counts[counts > 0].min() >= 2 else None  # a class with one clip cannot be split
     idx_train, idx_val = train_test_split(np.arange(len(videos.labels)), test_size=val_size,
@@ -268,10 +268,11 @@ def pretrain(videos: Videos, *, checkpoint: str | Path, vgg_width: float = 1.0, 
 
 
 def pretrained_for_tb(checkpoint: str | Path, *, num_actions: int = 10, vgg_width: float = 1.0, hidden: int = 256,
-                      fc_hidden: int = 1024) -> CNNRNN:
+                      fc_hidden: int = 1024, frame_norm: bool = False) -> CNNRNN:
     """The pretrained network from its checkpoint with the 10-way head swapped for a 5-way one, all layers
     trainable again."""
-    model = get_model("viptt_net", num_classes=num_actions, width=vgg_width, hidden=hidden, fc_hidden=fc_hidden)
+    model = get_model("viptt_net", num_classes=num_actions, width=vgg_width, hidden=hidden, fc_hidden=fc_hidden,
+                      frame_norm=frame_norm)
     load_checkpoint(checkpoint, model=model)
     return model.replace_head(len(TB_TYPES)).freeze_encoder(False)
 
@@ -288,8 +289,8 @@ class Trial:
 
 
 def finetune(cohort: Cohort, method: str, *, checkpoint: str | Path | None = None, vgg_width: float = 1.0,
-             hidden: int = 256, fc_hidden: int = 1024, weights: str = "", lr: float = 1e-3, momentum: float = 0.0,
-             batch_size: int = 2, epochs: int = 100, plateau_patience: int = 5, early_stopping: int = 8,
+             hidden: int = 256, fc_hidden: int = 1024, weights: str = "", frame_norm: bool = False, lr: float = 1e-3,
+             momentum: float = 0.0, batch_size: int = 2, epochs: int = 100, plateau_patience: int = 5, early_stopping: int = 8,
              seed: int = 0, device: str = "cpu") -> Trial:
     """One row of Table 1: train every layer on the CT training split with the recipe `method`; evaluate
     the restored best weights on the validation split (Table 1) and the test set (Table 2)."""
@@ -300,10 +301,11 @@ def finetune(cohort: Cohort, method: str, *, checkpoint: str | Path | None = Non
     if recipe["pretrained"]:
         if checkpoint is None:
             raise ValueError(f"method {method!r} needs the pretraining checkpoint")
-        model = pretrained_for_tb(checkpoint, vgg_width=vgg_width, hidden=hidden, fc_hidden=fc_hidden)
+        model = pretrained_for_tb(checkpoint, vgg_width=vgg_width, hidden=hidden, fc_hidden=fc_hidden,
+                                  frame_norm=frame_norm)
     else:
         model = get_model("viptt_net", num_classes=len(TB_TYPES), width=vgg_width, hidden=hidden, fc_hidden=fc_hidden,
-                          weights=weights or None)
+                          weights=weights or None, frame_norm=frame_norm)
     if recipe["weighted"]:
         loss_fn = TrainWeightedCE(class_weights(cohort.train.label, len(TB_TYPES)))
     else:
