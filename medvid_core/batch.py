@@ -202,14 +202,30 @@ def write_csv(rows: list[Row], path: Path) -> None:
 # ------------------------------------------------------------------------------ batch
 
 
+def _restore_environ(saved: dict[str, str]) -> None:
+    """Put back the environment variables distributed's Nanny changes in *this* process.
+
+    Before spawning a worker the Nanny writes its `pre-spawn-environ` (OMP_NUM_THREADS=1,
+    MKL_NUM_THREADS=1, OPENBLAS_NUM_THREADS=1, MALLOC_TRIM_THRESHOLD_) into the parent's os.environ,
+    and leaves it there: every process started afterwards from here (a Jupyter kernel, a papermill
+    run, nbval's kernels in the same pytest session) would then train on one thread, slower and
+    with other floating-point sums than the same notebook elsewhere.
+    """
+    for key in set(os.environ) - set(saved):
+        del os.environ[key]
+    os.environ.update(saved)
+
+
 def _client(scheduler: str | None, workers: int):
     """A Dask client: to `scheduler`, or to a fresh LocalCluster of `workers` one-thread workers."""
     from dask.distributed import Client, LocalCluster
 
     if scheduler:
         return Client(scheduler, timeout="30s"), None
+    saved = dict(os.environ)
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                            dashboard_address=":0", memory_limit=0)  # any free port
+    _restore_environ(saved)
     return Client(cluster), cluster
 
 
@@ -275,6 +291,7 @@ def batch(
     bar.update(len(specs) - len(todo))
     if todo:
         n_workers = workers or min(len(todo), cores())
+        saved_environ = dict(os.environ)
         client, cluster = _client(scheduler, n_workers)
         try:
             threads = _threads_per_run(client, None if scheduler else cores())
@@ -313,6 +330,7 @@ def batch(
             client.close()
             if cluster is not None:
                 cluster.close()
+            _restore_environ(saved_environ)  # a worker restarted mid-batch writes them again
     bar.close()
     table = list(rows.values())
     print_table(table)

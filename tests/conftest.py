@@ -10,3 +10,16 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def environ_as_found():
+    """Each test leaves os.environ as it found it: nbval's kernels, started later in the same session,
+    inherit it (a leaked OMP_NUM_THREADS=1 once made CI's notebooks train on one thread)."""
+    import os
+
+    saved = dict(os.environ)
+    yield
+    for key in set(os.environ) - set(saved):
+        del os.environ[key]
+    os.environ.update(saved)

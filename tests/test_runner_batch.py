@@ -272,6 +272,7 @@ def test_collect_makes_a_tidy_table_and_a_plot(tmp_path):
 def test_local_cluster_batch_two_runs_one_failing(nbdir, tmp_path, capsys):
     grid = write_grid(tmp_path / "grid.yaml", "- {study: work, overrides: {x: 21}}\n- study: boom\n")
     out_root = tmp_path / "out"
+    environ_before = dict(os.environ)
     rc = main(["batch", str(grid), "--workers", "2", "--notebook-dir", str(nbdir), "--output-root", str(out_root)])
     assert rc == 1
     captured = capsys.readouterr()
@@ -288,6 +289,9 @@ def test_local_cluster_batch_two_runs_one_failing(nbdir, tmp_path, capsys):
         "x2": 42, "omp_threads": str(threads)}  # the kernel saw the batch's thread count
     assert not (failed / COMPLETE).exists() and "ValueError: kaput" in (failed / FAILED).read_text()
     assert "fine so far" in (out_root / "boom" / ".logs" / "default.log").read_text()  # the run's own log
+    # distributed's Nanny writes OMP_NUM_THREADS=1 (and more) into this process; the batch puts them back,
+    # or every kernel started later here (nbval's, in CI) would train on one thread with other numbers
+    assert dict(os.environ) == environ_before
 
 
 def test_a_study_run_twice_gives_byte_identical_metrics(tmp_path):
