@@ -1,4 +1,4 @@
-"""The command line: ``python -m medvid_core run|batch|collect|params ...``.
+"""The command line: ``python -m medvid_core run|batch|collect|params|data ...``.
 
 Exit codes: 0 ok, 1 a notebook failed, 2 bad parameters or usage (one line on stderr, nothing executed).
 """
@@ -81,7 +81,35 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("params", help="show a study's parameters")
     p.add_argument("study")
     dirs(p, output=False)
+
+    p = sub.add_parser("data", help="real datasets: write a manifest.csv from a download")
+    p.add_argument("action", choices=["import"])
+    p.add_argument("dataset", choices=["oasis1", "oasis2"])
+    p.add_argument("path", help="the download's folder (holding the images and the OASIS CSV)")
+    p.add_argument("--out", metavar="DIR", help="where manifest.csv goes (default: PATH)")
+    p.add_argument("--converted", choices=["AD", "NC", "exclude"], default="AD",
+                   help="OASIS-2's Converted subjects (default: %(default)s, every session)")
     return parser
+
+
+def _data_import(args: argparse.Namespace) -> int:
+    from .io.oasis import IMPORTERS, OasisError
+
+    kw = {"converted": args.converted} if args.dataset == "oasis2" else {}
+    try:
+        res = IMPORTERS[args.dataset](args.path, out=args.out, **kw)
+    except OasisError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    m = res.manifest
+    counts = ", ".join(f"{n} {label}" for label, n in m["label"].value_counts().sort_index().items())
+    print(f"{args.dataset}: {len(m)} scans of {m['subject'].nunique()} subjects ({counts or 'none'}) -> "
+          f"{res.manifest_path}", flush=True)
+    if len(res.skipped):
+        kinds = res.skipped["reason"].str.replace(r"^.*?: ", "", regex=True).str.split(" under ").str[0]
+        print(f"{len(res.skipped)} row(s) left out, each named in {res.manifest_path.parent / 'import_skipped.csv'}: "
+              + "; ".join(f"{n} x {k}" for k, n in kinds.value_counts().items()), flush=True)
+    return 0 if len(m) else 2
 
 
 def _batch(args: argparse.Namespace) -> int:
@@ -118,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "batch":
             return _batch(args)
+        if args.command == "data":
+            return _data_import(args)
         if args.command == "collect":
             from .collect import collect
 
