@@ -82,32 +82,42 @@ def _finish(rows: list[dict], skipped: list[dict], root: Path, out: str | Path |
     return Imported(manifest, skips, path)
 
 
+def _match(table: pd.DataFrame, images: dict[str, Path], *, key: str, label_of, subject_of, pattern: str,
+           view: str, csv: Path, root: Path, check_images: bool) -> tuple[list[dict], list[dict]]:
+    """One manifest row per CSV row with a label and a readable image; a skip row, with its reason, for
+    every other CSV row and for every image the CSV does not list."""
+    rows, skipped = [], []
+    for _, r in table.iterrows():
+        sid = str(r[key]).strip()
+        img = images.pop(sid, None)
+        label, why = label_of(r)
+        reason = (f"{csv.name}: {why}" if label is None else f"no {sid}/{pattern} under {root}" if img is None
+                  else _check_readable(img, check_images))
+        if reason:
+            skipped.append({"id": sid, "reason": reason})
+            continue
+        rows.append({"subject": subject_of(r, sid), "session": sid.rpartition("_")[2], "path": img,
+                     "label": label, "view": view})
+    skipped += [{"id": sid, "reason": f"{p}: image folder not in {csv.name}"} for sid, p in sorted(images.items())]
+    return rows, skipped
+
+
 def import_oasis1(root: str | Path, *, out: str | Path | None = None, check_images: bool = True,
                   write: bool = True) -> Imported:
     """OASIS-1 cross-sectional -> manifest (axial view, as the Video4MRI preset)."""
     root = Path(root)
     csv = _find_csv(root, OASIS1_CSV)
     table = _read_csv(csv, ["ID", "CDR"])
-    images = {p.parent.parent.parent.parent.name: p for p in root.rglob("*_t88_gfc.hdr")
-              if p.parent.name == "T88_111"}
-    rows, skipped = [], []
-    for _, r in table.iterrows():
-        sid = str(r["ID"]).strip()
-        img = images.pop(sid, None)
+    images = {p.parents[3].name: p for p in root.rglob("*_t88_gfc.hdr") if p.parent.name == "T88_111"}
+
+    def label_of(r):
         if pd.isna(r["CDR"]):
-            skipped.append({"id": sid, "reason": f"{csv.name}: no CDR (no diagnosis)"})
-            continue
-        if img is None:
-            skipped.append({"id": sid, "reason": f"no {sid}/PROCESSED/MPRAGE/T88_111/*_t88_gfc.hdr under {root}"})
-            continue
-        reason = _check_readable(img, check_images)
-        if reason:
-            skipped.append({"id": sid, "reason": reason})
-            continue
-        subject, _, session = sid.rpartition("_")
-        rows.append({"subject": subject, "session": session, "path": img,
-                     "label": "AD" if float(r["CDR"]) > 0 else "NC", "view": "axial"})
-    skipped += [{"id": sid, "reason": f"{p}: image folder not in {csv.name}"} for sid, p in sorted(images.items())]
+            return None, "no CDR (no diagnosis)"
+        return ("AD" if float(r["CDR"]) > 0 else "NC"), None
+
+    rows, skipped = _match(table, images, key="ID", label_of=label_of, subject_of=lambda r, sid: sid.rpartition("_")[0],
+                           pattern="PROCESSED/MPRAGE/T88_111/*_t88_gfc.hdr", view="axial", csv=csv, root=root,
+                           check_images=check_images)
     return _finish(rows, skipped, root, out, write)
 
 
@@ -121,27 +131,19 @@ def import_oasis2(root: str | Path, *, out: str | Path | None = None, converted:
     table = _read_csv(csv, ["Subject ID", "MRI ID", "Group"])
     images = {p.parent.parent.name: p for p in root.rglob("mpr-1.nifti.hdr") if p.parent.name == "RAW"}
     labels = {"Nondemented": "NC", "Demented": "AD", "Converted": converted}
-    rows, skipped = [], []
-    for _, r in table.iterrows():
-        mri, group = str(r["MRI ID"]).strip(), str(r["Group"]).strip()
-        img = images.pop(mri, None)
+
+    def label_of(r):
+        group = str(r["Group"]).strip()
         label = labels.get(group)
         if label is None:
-            skipped.append({"id": mri, "reason": f"{csv.name}: unknown Group {group!r}"})
-            continue
+            return None, f"unknown Group {group!r}"
         if label == "exclude":
-            skipped.append({"id": mri, "reason": f"{csv.name}: Group Converted, excluded (converted='exclude')"})
-            continue
-        if img is None:
-            skipped.append({"id": mri, "reason": f"no {mri}/RAW/mpr-1.nifti.hdr under {root}"})
-            continue
-        reason = _check_readable(img, check_images)
-        if reason:
-            skipped.append({"id": mri, "reason": reason})
-            continue
-        rows.append({"subject": str(r["Subject ID"]).strip(), "session": mri.rpartition("_")[2], "path": img,
-                     "label": label, "view": "sagittal"})
-    skipped += [{"id": mri, "reason": f"{p}: image folder not in {csv.name}"} for mri, p in sorted(images.items())]
+            return None, "Group Converted, excluded (converted='exclude')"
+        return label, None
+
+    rows, skipped = _match(table, images, key="MRI ID", label_of=label_of,
+                           subject_of=lambda r, sid: str(r["Subject ID"]).strip(), pattern="RAW/mpr-1.nifti.hdr",
+                           view="sagittal", csv=csv, root=root, check_images=check_images)
     return _finish(rows, skipped, root, out, write)
 
 
