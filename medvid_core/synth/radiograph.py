@@ -368,7 +368,9 @@ def ensure_archive(root: str | Path, preset: str = "small", *, seed: int = 0, n_
     """Generate the archive on first use; reuse it when `root` already holds that preset+seed."""
     root = Path(root)
     stamp = root / "ARCHIVE"
-    tag = f"synthetic MURA-v1.1 preset={preset} seed={seed} v1\n"
+    # the version ends the tag: bump it whenever the pictures change, so an archive cached by an older
+    # generator is made again (v2: windowed capsule drawing redrew pixels of 9 `small` images)
+    tag = f"synthetic MURA-v1.1 preset={preset} seed={seed} v2\n"
     if stamp.exists() and stamp.read_text() == tag and (root / ARCHIVE / "valid_labeled_studies.csv").exists():
         return root / ARCHIVE
     stamp.unlink(missing_ok=True)  # an interrupted run must not leave a valid-looking stamp
