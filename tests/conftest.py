@@ -18,8 +18,8 @@ def environ_as_found():
     inherit it (a leaked OMP_NUM_THREADS=1 once made CI's notebooks train on one thread)."""
     import os
 
+    from medvid_core.batch import _restore_environ
+
     saved = dict(os.environ)
     yield
-    for key in set(os.environ) - set(saved):
-        del os.environ[key]
-    os.environ.update(saved)
+    _restore_environ(saved)
