@@ -29,7 +29,6 @@ Deterministic: the same preset and seed give the same bytes.
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 from dataclasses import asdict, dataclass
@@ -42,6 +41,8 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.uid import (CTImageStorage, ExplicitVRLittleEndian, JPEG2000Lossless, RLELossless,
                          generate_uid)
 from scipy import ndimage
+
+from .mni152 import Template, sample_template, template
 
 SUBTYPES = ("epidural", "intraparenchymal", "intraventricular", "subarachnoid", "subdural", "any")
 BLEEDS = SUBTYPES[:5]
@@ -79,71 +80,6 @@ PRESETS = {
     # the seed's working size (RSNA 512 px slices downscaled to 256) on a few hundred subjects: a long job
     "paper": Preset(n_subjects=400, rows=256, template_mm=1.0),
 }
-
-
-# ----------------------------------------------------------------------------- anatomy (template space)
-@dataclass
-class Template:
-    """MNI152 maps at `mm` resolution plus what the warp needs to sample them."""
-
-    maps: np.ndarray  # (4, X, Y, Z) float32: grey matter, white matter, signed distance to inner table (mm, + inside), ventricles
-    origin: np.ndarray  # MNI mm of voxel (0, 0, 0)
-    mm: float
-    ventricle_points: np.ndarray  # (n, 3) MNI mm inside the ventricles
-    parenchyma_points: np.ndarray  # (n, 3) MNI mm deep in the parenchyma
-    cortex_points: np.ndarray  # (n, 3) MNI mm near the surface, under the sulci
-
-
-@functools.lru_cache(maxsize=2)
-def template(mm: float = 1.5) -> Template:
-    """Real anatomy from nilearn's packaged MNI152 2009 template (no download)."""
-    from nilearn import datasets
-
-    t1 = datasets.load_mni152_template(resolution=1)
-    gm = datasets.load_mni152_gm_template(resolution=1).get_fdata(dtype=np.float32)
-    wm = datasets.load_mni152_wm_template(resolution=1).get_fdata(dtype=np.float32)
-    brain = t1.get_fdata(dtype=np.float32) > 0.01
-    origin = t1.affine[:3, 3].astype(float)
-    if mm != 1.0:
-        f = 1.0 / mm
-        gm, wm = ndimage.zoom(gm, f, order=1), ndimage.zoom(wm, f, order=1)
-        brain = ndimage.zoom(brain.astype(np.float32), f, order=1) > 0.5
-    # intracranial space: the skull-stripped brain with its sulci and outer CSF closed over
-    r = max(2, int(round(5 / mm)))
-    ball = np.linalg.norm(np.mgrid[-r:r + 1, -r:r + 1, -r:r + 1], axis=0) <= r
-    pad = r + 1
-    ic = ndimage.binary_closing(np.pad(brain, pad), ball)[pad:-pad, pad:-pad, pad:-pad]
-    ic = ndimage.binary_fill_holes(ndimage.binary_dilation(ic, iterations=max(1, int(round(1.5 / mm)))))
-    dist = (ndimage.distance_transform_edt(ic) - ndimage.distance_transform_edt(~ic)) * mm
-    csf = ic & (gm + wm < 0.4)
-    ventricles = csf & (dist > 22) & (np.abs(_mm_axis(origin, mm, gm.shape, 0)) < 30)
-    lab, n = ndimage.label(ventricles)
-    if n:  # keep the big connected pieces (lateral ventricles), drop small deep CSF specks
-        sizes = ndimage.sum(ventricles, lab, range(1, n + 1))
-        ventricles = np.isin(lab, 1 + np.flatnonzero(sizes >= 0.1 * sizes.max()))
-    maps = np.stack([gm, wm, dist.astype(np.float32), ventricles.astype(np.float32)])
-    grid = lambda m: origin + np.argwhere(m) * mm  # noqa: E731
-    sulcal = csf & ~ventricles & (dist > 3) & (dist < 25)
-    deep = (gm + wm > 0.9) & (dist > 20)
-    return Template(maps=maps, origin=origin, mm=mm, ventricle_points=grid(ventricles)[::7],
-                    parenchyma_points=grid(deep)[::50], cortex_points=grid(sulcal)[::20])
-
-
-def _mm_axis(origin, mm, shape, axis) -> np.ndarray:
-    """MNI coordinate along `axis`, broadcastable to a volume of `shape`."""
-    view = [1, 1, 1]
-    view[axis] = shape[axis]
-    return (origin[axis] + np.arange(shape[axis]) * mm).reshape(view)
-
-
-def _sample(tpl: Template, pts: np.ndarray) -> np.ndarray:
-    """Template maps at MNI points (..., 3) -> (4, ...) with trilinear interpolation; outside: no head."""
-    idx = ((pts - tpl.origin) / tpl.mm).reshape(-1, 3).T
-    out = np.empty((4, idx.shape[1]), np.float32)
-    cval = (0.0, 0.0, -100.0, 0.0)
-    for k in range(4):
-        out[k] = ndimage.map_coordinates(tpl.maps[k], idx, order=1, cval=cval[k], prefilter=False)
-    return out.reshape(4, *pts.shape[:-1])
 
 
 # ----------------------------------------------------------------------------- one subject
@@ -234,7 +170,7 @@ def _subject_volume(rng: np.random.Generator, tpl: Template, preset: Preset, pos
     q = q.astype(np.float32)
     q = q + sum(amps[k].astype(np.float32) * np.sin(q @ waves[k].astype(np.float32) + phases[k])[..., None]
                 for k in range(6))
-    m = _sample(tpl, q)
+    m = sample_template(tpl, q)
     gm, wm, dist, vent = m
     bleeds = _draw_bleeds(rng, tpl, positive)
     bits = np.zeros(q.shape[:-1], np.uint8)
