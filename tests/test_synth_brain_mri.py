@@ -1,4 +1,4 @@
-"""The synthetic brain-MRI cohort: deterministic bytes, manifest, storage orientation, disease signal."""
+"""The synthetic brain-MRI cohort: deterministic bytes, manifest, storage orientation, real anatomy, disease signal."""
 from __future__ import annotations
 
 import os
@@ -13,22 +13,24 @@ from medvid_core.io.nifti import load_volume
 from medvid_core.synth import brain_mri
 from medvid_core.synth.brain_mri import (
     GRID,
+    HEAD_CENTRE,
     PRESETS,
     STORAGE_AXCODES,
     VOXEL_MM,
     Preset,
     _anatomy,
     _grid_mm,
+    _maps,
     _save,
-    _tissue,
     ensure_cohort,
     make_cohort,
+    render_session,
 )
+from medvid_core.synth.mni152 import sample_stack
 
 TINY = Preset(n_patient=2, n_control=2, view="sagittal", disease="PD", effect=0.35)
 TINY2 = Preset(n_patient=1, n_control=1, view="sagittal", disease="AD", effect=0.35, sessions=(2, 2))
 COLUMNS = ["subject", "session", "path", "label", "view", "age", "sex", "atrophy", "disease_atrophy", "mask_path"]
-CSF = 3
 
 
 @pytest.fixture(scope="module")
@@ -146,37 +148,88 @@ def test_atrophy_maps(cohorts):
             assert mask.sum() > 0, row.subject
 
 
-@pytest.fixture(scope="module")
-def tissues():
-    p, anat = _grid_mm(), _anatomy(np.random.default_rng(0))
-    return p, anat, _tissue(p, anat, 0.0), _tissue(p, anat, 0.6)
-
-
 def test_grid():
     p = _grid_mm()
     assert p.shape == (3, *GRID)
-    np.testing.assert_allclose(p[:, 0, 0, 0], [-79.0, -95.0, -79.0])
-    np.testing.assert_allclose(p[:, -1, -1, -1], [79.0, 95.0, 79.0])
+    np.testing.assert_allclose(p[:, 0, 0, 0], [-85.0, -101.0, -89.0])
+    np.testing.assert_allclose(p[:, -1, -1, -1], [85.0, 101.0, 89.0])
     np.testing.assert_allclose(p[0, 1, 0, 0] - p[0, 0, 0, 0], VOXEL_MM)
 
 
-def test_atrophy_adds_csf_and_enlarges_ventricles(tissues):
-    p, anat, healthy, atrophic = tissues
-    assert healthy.shape == atrophic.shape == GRID
-    assert set(np.unique(healthy)) == set(range(7))
-    x, y, z = p / anat.scale
-    rho = np.sqrt(sum((c / r) ** 2 for c, r in zip((x, y, z), anat.radii)))
-    brain = rho < 1.0
-    csf0, csf6 = (healthy[brain] == CSF).sum(), (atrophic[brain] == CSF).sum()
-    assert csf6 > 1.3 * csf0, (csf0, csf6)
-    # the core of the brain (below the deepest sulci) holds only the ventricles
-    core = rho < 0.4
-    v0, v6 = (healthy[core] == CSF).sum(), (atrophic[core] == CSF).sum()
-    assert v0 > 100 and v6 > 1.5 * v0, (v0, v6)
-    # less tissue overall: grey+white matter shrink
-    assert (atrophic >= 4).sum() < (healthy >= 4).sum()
-    # the head itself (scalp/skull outline) does not change
-    assert np.array_equal(healthy >= 1, atrophic >= 1) and np.array_equal(healthy == 2, atrophic == 2)
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2 * (a & b).sum() / (a.sum() + b.sum())
+
+
+@pytest.fixture(scope="module")
+def template_on_grid():
+    """The unwarped MNI152 maps on the scanner grid (head centred, no pose): (..., channels)."""
+    maps, origin, mm = _maps()
+    q = np.moveaxis(_grid_mm(), 0, -1) + HEAD_CENTRE.astype(np.float32)
+    return sample_stack(maps, origin, mm, q, np.array([0, 0, -100, 0, 100, 100, 0, 0, 0], np.float32))
+
+
+@pytest.fixture(scope="module")
+def sessions():
+    """One subject (fixed anatomy, same scan draw) as a control and with AD or PD disease atrophy."""
+    anat = _anatomy(np.random.default_rng(3))
+    out = {}
+    for name, disease, kind in (("nc", 0.0, "AD"), ("ad", 0.35, "AD"), ("pd", 0.35, "PD")):
+        out[name] = render_session(np.random.default_rng(7), anat, ageing=0.2, disease=disease, kind=kind)
+    return out
+
+
+def test_anatomy_is_the_template_warped(sessions, template_on_grid):
+    """A subject's intracranial space and tissue overlap the template's, but not exactly (warp, size, pose)."""
+    s, t = sessions["nc"], template_on_grid
+    ic = dice(s["inside"], t[..., 2] > 0)
+    tissue = dice(s["gm"] + s["wm"] > 0.5, t[..., 0] + t[..., 1] > 0.5)
+    assert 0.85 < ic < 0.995, ic
+    assert 0.6 < tissue < 0.98, tissue
+    # an adult intracranial volume (MNI152's own is ~2.0 L, bigger than most heads)
+    litres = s["inside"].sum() * VOXEL_MM**3 / 1e6
+    assert 1.2 < litres < 1.8, litres
+
+
+def test_t1_contrast(sessions):
+    """White matter brighter than grey matter, grey brighter than CSF; air near zero."""
+    s = sessions["nc"]
+    wm, gm = s["wm"] > 0.9, s["gm"] > 0.9
+    csf = s["inside"] & (s["gm"] + s["wm"] < 0.05)
+    t1 = s["t1"]
+    assert t1[wm].mean() > 1.3 * t1[gm].mean() > 1.3 * 2 * t1[csf].mean()
+    assert t1[0, 0, :].mean() < 0.15  # a corner of the field of view: air (Rician noise floor)
+
+
+def test_disease_enlarges_ventricles_and_thins_cortex(sessions, template_on_grid):
+    nc, ad, pd_ = sessions["nc"], sessions["ad"], sessions["pd"]
+    periventricular = template_on_grid[..., 4] < 12  # within 12 mm of the template's ventricles
+    csf = {k: (s["inside"] & (s["gm"] + s["wm"] < 0.5)) for k, s in sessions.items()}
+    v = {k: (c & periventricular).sum() for k, c in csf.items()}
+    assert v["ad"] > 1.3 * v["nc"] and v["pd"] > 1.2 * v["nc"], v
+    tissue = {k: (s["gm"] + s["wm"]).sum() for k, s in sessions.items()}
+    assert tissue["ad"] < 0.95 * tissue["nc"] and tissue["pd"] < 0.97 * tissue["nc"], tissue
+    # AD takes the medial temporal lobe hardest, PD the frontal cortex: compare where grey matter goes
+    temporal, frontal = template_on_grid[..., 6] > 1.8, template_on_grid[..., 7] > 1.2
+    loss = {k: nc["gm"] - s["gm"] for k, s in (("ad", ad), ("pd", pd_))}
+    assert loss["ad"][temporal].mean() > 1.5 * loss["pd"][temporal].mean()
+    assert loss["ad"][temporal].mean() > 1.5 * loss["ad"][frontal].mean()
+    # the scan of the same head and pose: the skull and scalp do not move
+    np.testing.assert_array_equal(nc["inside"], ad["inside"])
+    # the ground truth marks exactly the tissue the disease took
+    assert nc["atrophy"].sum() == 0 and ad["atrophy"].sum() > 1000
+    assert ((ad["gm"] + ad["wm"])[ad["atrophy"]] < 0.5).all()
+
+
+def test_patients_have_larger_ventricles_across_heads(template_on_grid):
+    """Different heads and ages: every AD patient's periventricular CSF exceeds every same-age control's mean."""
+    near = template_on_grid[..., 4] < 12
+    volume = {"NC": [], "AD": []}
+    for k in range(4):
+        for label, disease in (("NC", 0.0), ("AD", 0.25)):
+            rng = np.random.default_rng([k, disease > 0])
+            scan = render_session(rng, _anatomy(rng, "FM"[k % 2]), ageing=0.15 + 0.03 * k, disease=disease)
+            volume[label].append((scan["inside"] & (scan["gm"] + scan["wm"] < 0.5) & near).sum() * VOXEL_MM**3 / 1e3)
+    assert min(volume["AD"]) > np.mean(volume["NC"]), volume  # millilitres
 
 
 def test_unknown_preset(presets, tmp_path):
@@ -193,7 +246,7 @@ def test_ensure_cohort_reuses_and_regenerates(presets, tmp_path, monkeypatch):
     root = tmp_path / "cohort"
     manifest = ensure_cohort(root, "tiny", seed=0)
     assert manifest == root / "manifest.csv"
-    assert (root / "COHORT").read_text() == "video4mri-brain-mri preset=tiny seed=0 v1\n"
+    assert (root / "COHORT").read_text() == "video4mri-brain-mri preset=tiny seed=0 v2-mni152\n"
     first = manifest.read_bytes()
     stamp = os.stat(manifest).st_mtime_ns
 
@@ -205,5 +258,5 @@ def test_ensure_cohort_reuses_and_regenerates(presets, tmp_path, monkeypatch):
 
     assert ensure_cohort(root, "tiny", seed=1) == manifest
     assert len(calls) == 1
-    assert (root / "COHORT").read_text() == "video4mri-brain-mri preset=tiny seed=1 v1\n"
+    assert (root / "COHORT").read_text() == "video4mri-brain-mri preset=tiny seed=1 v2-mni152\n"
     assert manifest.read_bytes() != first
