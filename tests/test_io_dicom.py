@@ -5,9 +5,9 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.pixels import get_decoder
-from pydicom.uid import JPEG2000Lossless, RLELossless
+from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless
 
-from medvid_core.io.dicom import DicomError, has_rsna_quirk, read_header, read_hu
+from medvid_core.io.dicom import DicomError, has_rsna_quirk, modality_lut, read_header, read_hu
 from medvid_core.synth.head_ct import write_ct_slice
 
 
@@ -63,12 +63,51 @@ def test_rsna_quirk_is_corrected(tmp_path):
     np.testing.assert_array_equal(read_hu(path), hu)
 
 
-@pytest.mark.parametrize("syntax,uid", [("rle", RLELossless), ("j2k", JPEG2000Lossless)])
+@pytest.mark.parametrize("syntax,uid", [("rle", RLELossless), ("j2k", JPEG2000Lossless), ("jls", JPEGLSLossless)])
 def test_compressed_syntaxes_decode(tmp_path, syntax, uid):
     hu = hu_image()
     path = write(tmp_path / f"{syntax}.dcm", hu, syntax=syntax)
     assert pydicom.dcmread(path).file_meta.TransferSyntaxUID == uid
     np.testing.assert_array_equal(read_hu(path), hu)
+
+
+@pytest.mark.parametrize("slope,intercept", [(1.0, -1024.0), (0.5, -1000.0), (2.5, 7.25), (1.0, 0.0)])
+def test_modality_lut_is_pydicoms_rescale_in_float32(slope, intercept):
+    ds = pydicom.Dataset()
+    ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
+    stored = np.random.default_rng(1).integers(-2000, 4000, (16, 16)).astype(np.int16)
+    out = modality_lut(stored, ds)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, pydicom.pixels.apply_modality_lut(stored, ds), rtol=1e-6)
+
+
+def test_modality_lut_sequence_goes_through_pydicom():
+    ds = pydicom.Dataset()
+    item = pydicom.Dataset()
+    item.LUTDescriptor, item.ModalityLUTType = [4, 0, 16], "HU"
+    item.LUTData = [0, 500, 1000, 2000]
+    ds.ModalityLUTSequence = [item]
+    out = modality_lut(np.array([[0, 1], [2, 3]], np.uint16), ds)
+    np.testing.assert_array_equal(out, [[0, 500], [1000, 2000]])
+
+
+def test_non_finite_rescale_is_one_line_naming_the_file(tmp_path):
+    ds = pydicom.Dataset()
+    ds.RescaleSlope, ds.RescaleIntercept = float("nan"), -1024.0
+    with pytest.raises(DicomError, match="x.dcm: RescaleSlope nan"):
+        modality_lut(np.zeros((2, 2), np.int16), ds, tmp_path / "x.dcm")
+
+
+@pytest.mark.parametrize("syntax", ["rle", "j2k", "jls"])
+def test_truncated_compressed_stream_is_refused(tmp_path, syntax):
+    """A cut codestream is an error naming the file, never a silently wrong slice (JPEG-LS decoders return one)."""
+    path = write(tmp_path / f"t_{syntax}.dcm", hu_image(), syntax=syntax)
+    ds = pydicom.dcmread(path)
+    ds.PixelData = ds.PixelData[: len(ds.PixelData) // 3]
+    ds.save_as(path, enforce_file_format=True)
+    with pytest.raises(DicomError) as err:
+        read_hu(path)
+    assert "truncated" in one_line_naming(err, path) or "corrupt" in str(err.value)
 
 
 def test_missing_decoder_plugin_is_named(tmp_path, monkeypatch):

@@ -87,7 +87,7 @@ def test_bad_and_odd_files_present(cohort):
     bad = truth.loc[truth["corrupt"], "image"].iloc[0]
     with pytest.raises(DicomError, match=bad):
         read_hu(cohort / "stage_2_train" / f"{bad}.dcm")
-    assert {"explicit", "rle", "j2k"} <= set(truth["syntax"]) and truth["rsna_quirk"].any()
+    assert {"explicit", "rle", "j2k", "jls"} <= set(truth["syntax"]) and truth["rsna_quirk"].any()
     quirky = truth[truth["rsna_quirk"] & ~truth["corrupt"]].iloc[0]
     ds = pydicom.dcmread(cohort / "stage_2_train" / f"{quirky.image}.dcm")
     assert ds.BitsStored == 12 and ds.PixelRepresentation == 0 and float(ds.RescaleIntercept) > -100

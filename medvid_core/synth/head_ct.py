@@ -21,7 +21,7 @@ tags; scanner profiles differ in BitsStored/PixelRepresentation/intercept), the 
 `<root>/stage_2_train.csv` (`ID,Label`, rows `ID_<hex>_<subtype>`, with some duplicated
 rows), some unannotated files (whole series missing from the CSV), one file with corrupt pixel
 data, some compressed (RLE Lossless with pydicom's own encoder; JPEG 2000 Lossless with
-pylibjpeg-openjpeg; JPEG-LS needs pyjpegls, not installed here, so none is written), some
+pylibjpeg-openjpeg; JPEG-LS Lossless with pyjpegls), some
 series with the RSNA 12-bit quirk. Ground truth beside: `<root>/masks/<PatientID>.npz`
 (bleed masks as a per-pixel bit field, bit k = subtype k) and `<root>/truth.csv`.
 
@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 import pydicom
 from pydicom.dataset import FileMetaDataset
-from pydicom.uid import (CTImageStorage, ExplicitVRLittleEndian, JPEG2000Lossless, RLELossless,
+from pydicom.uid import (CTImageStorage, ExplicitVRLittleEndian, JPEG2000Lossless, JPEGLSLossless, RLELossless,
                          generate_uid)
 from scipy import ndimage
 
@@ -67,6 +67,7 @@ class Preset:
     unannotated_fraction: float = 0.06  # series left out of the label CSV
     rle_fraction: float = 0.1  # series stored RLE Lossless
     j2k_fraction: float = 0.05  # series stored JPEG 2000 Lossless
+    jls_fraction: float = 0.05  # series stored JPEG-LS Lossless
     quirk_fraction: float = 0.1  # series with the RSNA 12-bit unsigned quirk
     duplicate_rows: int = 12  # label rows written twice, as in the real CSV
 
@@ -76,7 +77,7 @@ PRESETS = {
     "small": Preset(n_subjects=40, positive_fraction=0.5, rows=96, fov_mm=240.0),
     # tiny: unit tests
     "tiny": Preset(n_subjects=6, positive_fraction=0.5, rows=64, fov_mm=240.0, template_mm=2.0, duplicate_rows=3,
-                   rle_fraction=0.16, j2k_fraction=0.16, quirk_fraction=0.16, unannotated_fraction=0.16),
+                   rle_fraction=0.16, j2k_fraction=0.16, jls_fraction=0.16, quirk_fraction=0.16, unannotated_fraction=0.16),
     # the seed's working size (RSNA 512 px slices downscaled to 256) on a few hundred subjects: a long job
     "paper": Preset(n_subjects=400, rows=256, template_mm=1.0),
 }
@@ -227,8 +228,8 @@ def write_ct_slice(path: str | Path, hu: np.ndarray, *, patient: str, study_uid:
                    window: tuple[float, float] = (40.0, 80.0)) -> Path:
     """Write one axial CT slice (HU) as a DICOM file with the tags a real CT series carries.
 
-    `syntax`: "explicit" (uncompressed), "rle" (RLE Lossless, pydicom's encoder) or "j2k"
-    (JPEG 2000 Lossless, pylibjpeg-openjpeg). `rsna_quirk` stores HU wrapped modulo 4096 in
+    `syntax`: "explicit" (uncompressed), "rle" (RLE Lossless, pydicom's encoder), "j2k"
+    (JPEG 2000 Lossless, pylibjpeg-openjpeg) or "jls" (JPEG-LS Lossless, pyjpegls). `rsna_quirk` stores HU wrapped modulo 4096 in
     12 unsigned bits with intercept 0, as the faulty RSNA series do.
     """
     path = Path(path)
@@ -264,8 +265,10 @@ def write_ct_slice(path: str | Path, hu: np.ndarray, *, patient: str, study_uid:
         ds.compress(RLELossless, stored, generate_instance_uid=False)
     elif syntax == "j2k":
         ds.compress(JPEG2000Lossless, stored, generate_instance_uid=False)
+    elif syntax == "jls":
+        ds.compress(JPEGLSLossless, stored, generate_instance_uid=False)
     elif syntax != "explicit":
-        raise ValueError(f"write_ct_slice: unknown syntax {syntax!r}; use explicit, rle or j2k")
+        raise ValueError(f"write_ct_slice: unknown syntax {syntax!r}; use explicit, rle, j2k or jls")
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(path, enforce_file_format=True)
     return path
@@ -290,6 +293,8 @@ def generate_cohort(root: str | Path, *, preset: str = "small", seed: int = 0) -
     order = master.permutation(n)
     syntax[order[:count(p.rle_fraction)]] = "rle"
     syntax[order[count(p.rle_fraction):count(p.rle_fraction) + count(p.j2k_fraction)]] = "j2k"
+    n_jls = count(p.rle_fraction) + count(p.j2k_fraction)
+    syntax[order[n_jls:n_jls + count(p.jls_fraction)]] = "jls"  # taken from series that were uncompressed before
     quirk = np.isin(np.arange(n), master.permutation(n)[:count(p.quirk_fraction)])
     unannotated = np.isin(np.arange(n), master.permutation(n)[:count(p.unannotated_fraction)])
     profiles = master.integers(len(PROFILES), size=n)
@@ -327,8 +332,9 @@ def generate_cohort(root: str | Path, *, preset: str = "small", seed: int = 0) -
         np.savez_compressed(mask_dir / f"{patient}.npz", images=np.array(ids), bits=bits)
     truth = pd.DataFrame(truth)
     # one (annotated if possible) uncompressed slice gets pixel data of the wrong length (as RSNA's ID_6431af929)
-    plain = truth.index[(truth["syntax"] == "explicit") & truth["annotated"]]
-    plain = plain if len(plain) else truth.index[truth["syntax"] == "explicit"]
+    # candidates as before JPEG-LS series existed (they were uncompressed), so the same slice is corrupted
+    plain = truth.index[truth["syntax"].isin(["explicit", "jls"]) & truth["annotated"]]
+    plain = plain if len(plain) else truth.index[truth["syntax"].isin(["explicit", "jls"])]
     bad = plain[master.integers(len(plain))]
     truth.loc[bad, "corrupt"] = True
     f = dcm_dir / f"{truth.loc[bad, 'image']}.dcm"
