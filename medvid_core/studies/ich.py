@@ -319,16 +319,23 @@ def score(test: pd.DataFrame, task: str) -> dict:
 
 # ----------------------------------------------------------------------------- tables
 def leakage_table(df: pd.DataFrame, *, store: SliceStore, leakage_models: list[str], leakage_epochs: int,
-                  leakage_lr: float, leakage_optimizer: str = "adam", leakage_balance: str = "class_weights",
+                  leakage_lr: float | dict[str, float], leakage_optimizer: str = "adam", leakage_balance: str = "class_weights",
                   test_size: float = 0.15, seed: int = 0, **trial_kw) -> tuple[pd.DataFrame, dict]:
     """The seed's leakage experiment: each model trained and tested on a slice-randomised and on a
     subject-randomised 85/15 split (binary `any`), with the subject overlap `leakage_report` finds.
-    Returns (table, trials keyed by (model, split)); `trial_kw` goes to `run_trial`."""
+    Returns (table, trials keyed by (model, split)); `trial_kw` goes to `run_trial`.
+    `leakage_lr`: one Adam learning rate, or one per model ({"cnn4": 1e-3, "vgg16": 1e-4}: a VGG16
+    without batch norm trained from scratch needs the smaller step)."""
+    if isinstance(leakage_lr, dict):
+        missing = [m for m in leakage_models if m not in leakage_lr]
+        if missing:
+            raise ValueError(f"leakage_lr has no learning rate for {', '.join(missing)}; it has {sorted(leakage_lr)}")
     rows, trials = [], {}
     for by in ("slices", "subjects"):
         train, test, report = split(df, by=by, test_size=test_size, seed=seed)
         for name in leakage_models:
-            t = run_trial(name, train, test, store=store, task="binary", epochs=leakage_epochs, lr=leakage_lr,
+            lr = leakage_lr[name] if isinstance(leakage_lr, dict) else leakage_lr
+            t = run_trial(name, train, test, store=store, task="binary", epochs=leakage_epochs, lr=lr,
                           optimizer=leakage_optimizer, balance=leakage_balance, seed=seed, **trial_kw)
             trials[(name, by)] = t
             s = t.scores["any"]

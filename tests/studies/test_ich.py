@@ -109,7 +109,8 @@ def test_paper_numbers_and_side_by_side():
 def test_paper_params_file():
     p = load_params_file(REPO_ROOT / "params/ich/paper.yaml")
     assert (p["load_size"], p["image_size"], p["batch_size"]) == (256, 224, 32)
-    assert (p["leakage_epochs"], p["exp2_epochs"], p["exp2_lr"], p["leakage_lr"]) == (150, 50, 1e-2, 1e-3)
+    assert (p["leakage_epochs"], p["exp2_epochs"], p["exp2_lr"]) == (150, 50, 1e-2)
+    assert p["leakage_lr"] == {"cnn4": 1e-3, "vgg16": 1e-3}
     assert p["exp2_model"] == "resnet152" and p["vgg_width"] == p["resnet_width"] == 1.0
 
 
@@ -128,3 +129,23 @@ def test_leakage_table_and_experiment2_run_end_to_end(loaded):
     assert set(exp2) == {"binary"} and exp2["binary"].extra["leakage"]["n_shared"] == 0
     assert exp2["binary"].test["position"].between(0.2 - 1e-9, 0.8 + 1e-9).all()
     assert list(ich.experiment2_table(exp2).index) == ["binary accuracy (any)"]
+
+
+def test_leakage_lr_per_model(loaded, monkeypatch):
+    """A mapping gives each network its own Adam step; a network without one is refused by name, before training."""
+    slices, store = loaded[1], loaded[2]
+    seen = []
+
+    def fake(name, train, test, *, lr, **kw):
+        seen.append((name, lr))
+        raise StopIteration  # stop after the first call: only the lr routing is under test
+
+    monkeypatch.setattr(ich, "run_trial", fake)
+    with pytest.raises(StopIteration):
+        ich.leakage_table(slices, store=store, leakage_models=["vgg16"], leakage_epochs=1,
+                          leakage_lr={"cnn4": 1e-3, "vgg16": 1e-4})
+    assert seen == [("vgg16", 1e-4)]
+    with pytest.raises(ValueError, match="no learning rate for vgg16"):
+        ich.leakage_table(slices, store=store, leakage_models=["cnn4", "vgg16"], leakage_epochs=1,
+                          leakage_lr={"cnn4": 1e-3})
+    assert seen == [("vgg16", 1e-4)]  # refused before any training
