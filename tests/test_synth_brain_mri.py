@@ -12,6 +12,8 @@ import pytest
 from medvid_core.io.nifti import load_volume
 from medvid_core.synth import brain_mri
 from medvid_core.synth.brain_mri import (
+    CH,
+    CVAL,
     GRID,
     HEAD_CENTRE,
     PRESETS,
@@ -165,7 +167,7 @@ def template_on_grid():
     """The unwarped MNI152 maps on the scanner grid (head centred, no pose): (..., channels)."""
     maps, origin, mm = _maps()
     q = np.moveaxis(_grid_mm(), 0, -1) + HEAD_CENTRE.astype(np.float32)
-    return sample_stack(maps, origin, mm, q, np.array([0, 0, -100, 0, 100, 100, 0, 0, 0], np.float32))
+    return sample_stack(maps, origin, mm, q, CVAL)
 
 
 @pytest.fixture(scope="module")
@@ -181,8 +183,8 @@ def sessions():
 def test_anatomy_is_the_template_warped(sessions, template_on_grid):
     """A subject's intracranial space and tissue overlap the template's, but not exactly (warp, size, pose)."""
     s, t = sessions["nc"], template_on_grid
-    ic = dice(s["inside"], t[..., 2] > 0)
-    tissue = dice(s["gm"] + s["wm"] > 0.5, t[..., 0] + t[..., 1] > 0.5)
+    ic = dice(s["inside"], t[..., CH["dist"]] > 0)
+    tissue = dice(s["gm"] + s["wm"] > 0.5, t[..., CH["gm"]] + t[..., CH["wm"]] > 0.5)
     assert 0.85 < ic < 0.995, ic
     assert 0.6 < tissue < 0.98, tissue
     # an adult intracranial volume (MNI152's own is ~2.0 L, bigger than most heads)
@@ -202,14 +204,14 @@ def test_t1_contrast(sessions):
 
 def test_disease_enlarges_ventricles_and_thins_cortex(sessions, template_on_grid):
     nc, ad, pd_ = sessions["nc"], sessions["ad"], sessions["pd"]
-    periventricular = template_on_grid[..., 4] < 12  # within 12 mm of the template's ventricles
+    periventricular = template_on_grid[..., CH["ventricle_dist"]] < 12  # within 12 mm of the template's ventricles
     csf = {k: (s["inside"] & (s["gm"] + s["wm"] < 0.5)) for k, s in sessions.items()}
     v = {k: (c & periventricular).sum() for k, c in csf.items()}
     assert v["ad"] > 1.3 * v["nc"] and v["pd"] > 1.2 * v["nc"], v
     tissue = {k: (s["gm"] + s["wm"]).sum() for k, s in sessions.items()}
     assert tissue["ad"] < 0.95 * tissue["nc"] and tissue["pd"] < 0.97 * tissue["nc"], tissue
     # AD takes the medial temporal lobe hardest, PD the frontal cortex: compare where grey matter goes
-    temporal, frontal = template_on_grid[..., 6] > 1.8, template_on_grid[..., 7] > 1.2
+    temporal, frontal = template_on_grid[..., CH["ad_weight"]] > 1.8, template_on_grid[..., CH["pd_weight"]] > 1.2
     loss = {k: nc["gm"] - s["gm"] for k, s in (("ad", ad), ("pd", pd_))}
     assert loss["ad"][temporal].mean() > 1.5 * loss["pd"][temporal].mean()
     assert loss["ad"][temporal].mean() > 1.5 * loss["ad"][frontal].mean()
@@ -222,7 +224,7 @@ def test_disease_enlarges_ventricles_and_thins_cortex(sessions, template_on_grid
 
 def test_patients_have_larger_ventricles_across_heads(template_on_grid):
     """Different heads and ages: every AD patient's periventricular CSF exceeds every same-age control's mean."""
-    near = template_on_grid[..., 4] < 12
+    near = template_on_grid[..., CH["ventricle_dist"]] < 12
     volume = {"NC": [], "AD": []}
     for k in range(4):
         for label, disease in (("NC", 0.0), ("AD", 0.25)):

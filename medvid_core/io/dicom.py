@@ -54,8 +54,12 @@ def correct_rsna_quirk(stored: np.ndarray) -> np.ndarray:
     return x
 
 
-def _check_decoder(ds: pydicom.Dataset, path: Path) -> None:
-    ts = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+def _transfer_syntax(ds: pydicom.Dataset):
+    """The file's TransferSyntaxUID, or None for a dataset without file meta."""
+    return ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+
+
+def _check_decoder(ds: pydicom.Dataset, ts, path: Path) -> None:
     if ts is None or not ts.is_compressed:
         return
     try:
@@ -69,14 +73,13 @@ def _check_decoder(ds: pydicom.Dataset, path: Path) -> None:
                          f"{DECODER_PLUGINS.get(family, 'a pydicom decoder plugin')} ({missing})")
 
 
-def _check_codestream(ds: pydicom.Dataset, path: Path) -> None:
+def _check_codestream(ds: pydicom.Dataset, ts, path: Path) -> None:
     """A JPEG-family frame must end with its end-of-image marker (FFD9).
 
     Some decoders return an image from a truncated JPEG-LS stream without complaint (seen with this
     project's plugins: a third of the stream decoded to values off by up to 138 HU), so a cut file
     would pass as a valid slice. Fragments are padded to even length, hence the stripped zeros.
     """
-    ts = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
     if ts is None or not ts.is_encapsulated or "JPEG" not in ts.name:
         return
     try:
@@ -107,8 +110,9 @@ def read_hu(path: str | Path) -> np.ndarray:
     ds = read_dataset(path)
     if "PixelData" not in ds:
         raise DicomError(f"{path}: no pixel data")
-    _check_decoder(ds, path)
-    _check_codestream(ds, path)
+    ts = _transfer_syntax(ds)
+    _check_decoder(ds, ts, path)
+    _check_codestream(ds, ts, path)
     try:
         stored = ds.pixel_array
     except Exception as exc:  # short or garbled pixel data: ValueError, RuntimeError, ...

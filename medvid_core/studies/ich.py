@@ -326,16 +326,15 @@ def leakage_table(df: pd.DataFrame, *, store: SliceStore, leakage_models: list[s
     Returns (table, trials keyed by (model, split)); `trial_kw` goes to `run_trial`.
     `leakage_lr`: one Adam learning rate, or one per model ({"cnn4": 1e-3, "vgg16": 1e-4}: a VGG16
     without batch norm trained from scratch needs the smaller step)."""
-    if isinstance(leakage_lr, dict):
-        missing = [m for m in leakage_models if m not in leakage_lr]
-        if missing:
-            raise ValueError(f"leakage_lr has no learning rate for {', '.join(missing)}; it has {sorted(leakage_lr)}")
+    rates = leakage_lr if isinstance(leakage_lr, dict) else dict.fromkeys(leakage_models, leakage_lr)
+    missing = [m for m in leakage_models if m not in rates]
+    if missing:
+        raise ValueError(f"leakage_lr has no learning rate for {', '.join(missing)}; it has {sorted(rates)}")
     rows, trials = [], {}
     for by in ("slices", "subjects"):
         train, test, report = split(df, by=by, test_size=test_size, seed=seed)
         for name in leakage_models:
-            lr = leakage_lr[name] if isinstance(leakage_lr, dict) else leakage_lr
-            t = run_trial(name, train, test, store=store, task="binary", epochs=leakage_epochs, lr=lr,
+            t = run_trial(name, train, test, store=store, task="binary", epochs=leakage_epochs, lr=rates[name],
                           optimizer=leakage_optimizer, balance=leakage_balance, seed=seed, **trial_kw)
             trials[(name, by)] = t
             s = t.scores["any"]

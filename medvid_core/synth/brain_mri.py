@@ -38,7 +38,7 @@ import pandas as pd
 from nibabel.orientations import axcodes2ornt, inv_ornt_aff, ornt_transform
 from scipy import ndimage
 
-from .mni152 import sample_stack, template
+from .mni152 import axis_rotations, sample_stack, template
 
 VOXEL_MM = 2.0  # 2 mm isotropic: real anatomy at a laptop-friendly size (the template is resampled to 1.5 mm)
 GRID = (86, 102, 90)  # canonical RAS array shape: a 172 x 204 x 180 mm field of view around the head
@@ -89,6 +89,7 @@ def _grid_mm() -> np.ndarray:
 # ----------------------------------------------------------------------------- template maps
 MAPS = ("gm", "wm", "dist", "ventricles", "ventricle_dist", "sulcal_dist", "ad_weight", "pd_weight", "hippocampus")
 CVAL = np.array([0.0, 0.0, -100.0, 0.0, 100.0, 100.0, 0.0, 0.0, 0.0], np.float32)  # outside the template: no head
+CH = {name: k for k, name in enumerate(MAPS)}  # channel of each map in the stack
 
 
 def _gauss(q: np.ndarray, centre: np.ndarray, width) -> np.ndarray:
@@ -142,10 +143,7 @@ def _anatomy(rng: np.random.Generator, sex: str = "F") -> Anatomy:
 
 def _pose(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Head position in the scanner for one session: small rotations (±4°) and shifts (±4 mm)."""
-    ax, ay, az = np.deg2rad(rng.uniform(-4, 4, 3))
-    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
-    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
-    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
+    rx, ry, rz = axis_rotations(*np.deg2rad(rng.uniform(-4, 4, 3)))
     return (rx @ ry @ rz).astype(np.float32), rng.uniform(-4, 4, 3).astype(np.float32)
 
 
@@ -162,8 +160,8 @@ VENTRICLE_GROWTH = {"AD": 1.0, "PD": 0.7}  # disease weight of ventricular enlar
 
 def _tissue(m: np.ndarray, ageing: float, disease: float, kind: str) -> tuple[np.ndarray, np.ndarray]:
     """Grey and white matter fractions after ageing + disease atrophy (what turns to CSF is the rest)."""
-    gm, wm, vdist, sdist = m[..., 0], m[..., 1], m[..., 4], m[..., 5]
-    w = m[..., 6] if kind == "AD" else m[..., 7]
+    gm, wm, vdist, sdist = (m[..., CH[k]] for k in ("gm", "wm", "ventricle_dist", "sulcal_dist"))
+    w = m[..., CH["ad_weight" if kind == "AD" else "pd_weight"]]
     thin = np.minimum(4.0 * (ageing + disease * w), 3.0)  # mm of cortex given to CSF from the sulcal side (at most ~its thickness)
     cortex = np.clip(thin - sdist + 0.5, 0, 1)
     grow = min(10.0 * (ageing + disease * VENTRICLE_GROWTH[kind]), 9.0)  # mm the ventricles grow into the tissue around them
@@ -171,13 +169,13 @@ def _tissue(m: np.ndarray, ageing: float, disease: float, kind: str) -> tuple[np
     gm = gm * (1 - cortex) * (1 - periventricular)
     wm = wm * (1 - periventricular)
     if kind == "AD":  # hippocampal volume loss
-        gm = gm * (1 - min(1.5 * disease, 0.8) * m[..., 8])
+        gm = gm * (1 - min(1.5 * disease, 0.8) * m[..., CH["hippocampus"]])
     return gm, wm
 
 
 def _t1(gm: np.ndarray, wm: np.ndarray, m: np.ndarray, q: np.ndarray, anat: Anatomy) -> np.ndarray:
     """T1 intensities before the scanner: brain, CSF, skull (tables, marrow), scalp (fat, skin), neck."""
-    dist = m[..., 2]
+    dist = m[..., CH["dist"]]
     inside = np.clip(dist / TEMPLATE_MM + 0.5, 0, 1)
     csf = np.clip(1 - gm - wm, 0, 1)
     brain = gm * T1["gm"] + wm * T1["wm"] + csf * T1["csf"]
@@ -237,14 +235,14 @@ def render_session(rng: np.random.Generator, anat: Anatomy, *, ageing: float, di
     p = _grid_mm()
     rot, shift = _pose(rng)
     q = _template_points(p, anat, rot, shift)
-    m = sample_stack(maps, origin, mm, q, CVAL, skip=(2, -25.0))  # dist < -25 mm: air or neck
+    m = sample_stack(maps, origin, mm, q, CVAL, skip=(CH["dist"], -25.0))  # dist < -25 mm: air or neck
     gm, wm = _tissue(m, ageing, disease, kind)
     lost = np.zeros(GRID, bool)
     if disease > 0:  # the disease-free twin: same head, same scan, ageing only
         gm0, wm0 = _tissue(m, ageing, 0.0, kind)
         lost = (gm0 + wm0 >= 0.5) & (gm + wm < 0.5)
     t1 = _scan(rng, _t1(gm, wm, m, q, anat), p)
-    return dict(t1=t1, atrophy=lost, gm=gm, wm=wm, inside=m[..., 2] > 0)
+    return dict(t1=t1, atrophy=lost, gm=gm, wm=wm, inside=m[..., CH["dist"]] > 0)
 
 
 def _write_subject(root: Path, cfg: Preset, sid: int, label: str, stream: np.random.SeedSequence) -> list[dict]:

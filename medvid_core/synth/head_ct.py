@@ -42,7 +42,7 @@ from pydicom.uid import (CTImageStorage, ExplicitVRLittleEndian, JPEG2000Lossles
                          generate_uid)
 from scipy import ndimage
 
-from .mni152 import Template, sample_template, template
+from .mni152 import Template, axis_rotations, sample_template, template
 
 SUBTYPES = ("epidural", "intraparenchymal", "intraventricular", "subarachnoid", "subdural", "any")
 BLEEDS = SUBTYPES[:5]
@@ -85,10 +85,7 @@ PRESETS = {
 
 # ----------------------------------------------------------------------------- one subject
 def _rotation(pitch, roll, yaw) -> np.ndarray:
-    cx, sx, cy, sy, cz, sz = np.cos(pitch), np.sin(pitch), np.cos(roll), np.sin(roll), np.cos(yaw), np.sin(yaw)
-    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
-    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+    rx, ry, rz = axis_rotations(pitch, roll, yaw)
     return rz @ ry @ rx
 
 

@@ -70,6 +70,15 @@ def _mm_axis(origin, mm, shape, axis) -> np.ndarray:
     return (origin[axis] + np.arange(shape[axis]) * mm).reshape(view)
 
 
+def axis_rotations(ax: float, ay: float, az: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rotations by `ax`, `ay`, `az` radians about x, y and z; each generator composes its head pose from them."""
+    cx, sx, cy, sy, cz, sz = np.cos(ax), np.sin(ax), np.cos(ay), np.sin(ay), np.cos(az), np.sin(az)
+    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
+    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+    return rx, ry, rz
+
+
 def sample(maps: np.ndarray, origin: np.ndarray, mm: float, pts: np.ndarray, cval: tuple[float, ...]) -> np.ndarray:
     """Maps (k, X, Y, Z) at MNI points (..., 3) -> (k, ...), trilinear; outside the grid each map reads its `cval`."""
     idx = ((pts - origin) / mm).reshape(-1, 3).T
