@@ -52,7 +52,8 @@ def read_manifest(path: str | Path, *, classes: list[str]) -> pd.DataFrame:
 def subject_split(df: pd.DataFrame, *, test_size: float = 0.3, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Stratified split by subject: all sessions of a subject fall on one side."""
     subjects = df.groupby("subject")["target"].agg(lambda t: t.mode().iloc[0])
-    train_ids, test_ids = train_test_split(subjects.index, test_size=test_size, random_state=seed,
+    # a plain array: sklearn cannot index a pyarrow-backed string Index (pandas 3 with pyarrow installed)
+    train_ids, test_ids = train_test_split(subjects.index.to_numpy(dtype=object), test_size=test_size, random_state=seed,
                                            stratify=subjects.values)
     train, test = df[df["subject"].isin(train_ids)], df[df["subject"].isin(test_ids)]
     check_no_leakage(train, test)

@@ -148,6 +148,14 @@ def test_subject_split_is_deterministic_per_seed(df):
     assert len(test_sets) > 1
 
 
+def test_subject_split_takes_pyarrow_backed_subject_ids(df):
+    # pandas 3 stores strings in pyarrow when it is installed; sklearn cannot index that Index (seen on
+    # the GPU image: "only integer scalar arrays can be converted to a scalar index")
+    pytest.importorskip("pyarrow")
+    arrow = df.astype({"subject": "string[pyarrow]"})
+    assert set(subject_split(arrow, seed=0)[1]["subject"]) == set(subject_split(df, seed=0)[1]["subject"])
+
+
 def test_subsample_subjects_keeps_ratio_and_sessions(df):
     assert subsample_subjects(df, frac=1.0) is df
     half = subsample_subjects(df, frac=0.5, seed=0)
