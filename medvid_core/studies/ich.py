@@ -163,7 +163,8 @@ def split(df: pd.DataFrame, *, by: str, test_size: float = 0.15, seed: int = 0):
         train, test = _stratified(df, df["any"], test_size, seed)
     elif by == "subjects":
         subj = df.groupby("subject")["any"].max()
-        tr, te = _stratified(subj.index, subj.values, test_size, seed)
+        # a plain array: sklearn cannot index a pyarrow-backed string Index (pandas 3 with pyarrow installed)
+        tr, te = _stratified(subj.index.to_numpy(dtype=object), subj.values, test_size, seed)
         train, test = df[df["subject"].isin(tr)], df[df["subject"].isin(te)]
     else:
         raise ValueError(f"split: by must be 'slices' or 'subjects', got {by!r}")

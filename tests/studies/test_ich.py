@@ -64,6 +64,14 @@ def test_subject_split_has_no_overlap_and_slice_split_does(loaded):
         ich.split(slices, by="patients")
 
 
+def test_subject_split_takes_pyarrow_backed_subject_ids(loaded):
+    pytest.importorskip("pyarrow")  # pandas 3 stores strings in pyarrow when installed; sklearn must get an array
+    slices = loaded[1]
+    arrow = slices.astype({"subject": "string[pyarrow]"})
+    ours = ich.split(arrow, by="subjects", test_size=0.34, seed=0)[1]
+    assert set(ours["subject"]) == set(ich.split(slices, by="subjects", test_size=0.34, seed=0)[1]["subject"])
+
+
 def test_middle_slices():
     df = pd.DataFrame({"position": np.linspace(0, 1, 11)})
     assert len(ich.middle_slices(df, middle_fraction=1.0)) == 11
