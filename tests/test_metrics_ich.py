@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from medvid_core.metrics import binary_scores, weighted_log_loss
+from medvid_core.metrics import binary_scores, weighted_log_loss, within_group_auc
 
 
 def test_weighted_log_loss_hand_computed():
@@ -33,3 +33,15 @@ def test_binary_scores():
     assert s["accuracy"] == 0.5 and s["recall"] == 0.5 and s["precision"] == 0.5 and s["f1"] == 0.5
     assert s["auc"] == 0.75
     assert math.isnan(binary_scores([1, 1], [0.2, 0.9])["auc"])
+
+
+def test_within_group_auc_sees_the_ranking_a_pooled_auc_hides():
+    # two heads: inside each, bleeding slices score higher; the clean head sits higher overall
+    y = np.array([0, 0, 1, 1, 0, 0, 0, 0, 0, 1])
+    p = np.array([.10, .11, .12, .13, .30, .31, .32, .33, .20, .21])
+    g = np.array(["a", "a", "a", "a", "b", "b", "b", "b", "c", "c"])
+    assert binary_scores(y, p)["auc"] < 0.5  # pooled: below chance
+    out = within_group_auc(y, p, g)
+    assert out["per_group"] == {"a": 1.0, "c": 1.0} and out["mean"] == 1.0 and out["groups"] == 2  # b: one class
+    assert math.isnan(within_group_auc(y[4:8], p[4:8], g[4:8])["mean"])
+
