@@ -42,7 +42,7 @@ CONFIGS = {
 
 
 def train_step(build, shape, target, loss_fn, device):
-    """A closure running one SGD step of a fresh model on a fixed batch; its peak memory comes with it."""
+    """A closure running one SGD step of a fresh model on a fixed batch."""
     model = build().to(device).train()
     x, y = torch.rand(shape, device=device), target(shape[0]).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)

@@ -253,6 +253,9 @@ def within_group_auc(targets, probs, groups) -> dict:
     y = np.asarray(targets).astype(int).ravel()
     p = np.asarray(probs, dtype=float).ravel()
     g = np.asarray(groups).ravel()
-    per = {str(k): float(roc_auc_score(y[g == k], p[g == k])) for k in np.unique(g)
-           if len(np.unique(y[g == k])) == 2}
+    per = {}
+    for k in np.unique(g):
+        inside = g == k
+        if len(np.unique(y[inside])) == 2:
+            per[str(k)] = float(roc_auc_score(y[inside], p[inside]))
     return {"per_group": per, "mean": float(np.mean(list(per.values()))) if per else float("nan"), "groups": len(per)}
