@@ -99,3 +99,18 @@ def test_frame_norm_is_off_by_default_and_rescales_tiny_random_features():
     model(x)
     f = seen[0].reshape(-1, model.feature_dim)
     assert torch.allclose(f.mean(0), torch.zeros(model.feature_dim), atol=1e-4)  # what the LSTM reads is standardized
+
+
+def test_batch_norm_backbone_is_vgg16_bn_and_off_by_default(tmp_path):
+    """`batch_norm=True` gives torchvision's VGG-16-BN layout, so a local `vgg16_bn` state dict loads."""
+    from torchvision.models.vgg import cfgs, make_layers
+
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in tiny().backbone.modules())  # the paper's plain VGG-16
+    ref = make_layers(cfgs["D"], batch_norm=True)  # torchvision's vgg16_bn().features
+    path = tmp_path / "vgg16_bn.pth"
+    torch.save({f"features.{k}": v for k, v in ref.state_dict().items()}, path)
+    model = get_model("viptt_net", num_classes=5, batch_norm=True, weights=str(path))
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.backbone.modules()) == 13
+    assert model.backbone.state_dict().keys() == ref.state_dict().keys()
+    assert torch.equal(model.backbone[1].running_var, ref[1].running_var)
+    assert tiny(batch_norm=True)(torch.rand(2, 1, 3, 32, 32)).shape == (2, 5)

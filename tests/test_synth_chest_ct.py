@@ -56,7 +56,8 @@ def test_hounsfield_anatomy_and_varying_depth(cohorts):
         assert np.percentile(vol, 5) < -950  # air around the body
         lesions = load_volume(root / "train" / row.FileName.replace(".nii", "_lesions.nii"))[0] > 0
         auto = load_volume(root / "train" / row.FileName.replace(".nii", "_lungmask.nii"))[0] > 0
-        assert -920 < np.median(vol[auto]) < -760  # lung parenchyma
+        miliary = row.TypeOfTB == 4  # its micronodules' partial volume hazes the whole lung
+        assert -920 < np.median(vol[auto]) < (-560 if miliary else -700)  # lung parenchyma, ground glass raises it
         assert vol.max() > 400  # bone
         assert lesions.sum() > 0 and lesions.sum() == row.lesion_voxels
         dense = lesions & (vol > -300)

@@ -98,8 +98,9 @@ def precompute_features(model: CNNRNN, loader, *, device="cpu") -> tuple[torch.T
 
 
 def load_vgg16_features(model: CNNRNN, path: str | Path) -> CNNRNN:
-    """Load a local torchvision VGG-16 state dict (ImageNet weights, e.g. `vgg16-397923af.pth`) into the
-    backbone: its `features.*` entries. Width 1.0 only (the channel counts must match)."""
+    """Load a local torchvision VGG-16 state dict (ImageNet weights, e.g. `vgg16-397923af.pth`, or
+    `vgg16_bn-6c64b313.pth` into a `batch_norm` backbone) into the backbone: its `features.*` entries.
+    Width 1.0 only (the channel counts must match)."""
     state = torch.load(path, map_location="cpu", weights_only=True)
     state = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
     if not state:
@@ -114,19 +115,21 @@ def load_vgg16_features(model: CNNRNN, path: str | Path) -> CNNRNN:
 
 @register_model
 def viptt_net(*, num_classes: int = 5, width: float = 1.0, hidden: int = 256, fc_hidden: int = 1024,
-              weights: str | None = None, frame_norm: bool = False) -> CNNRNN:
+              weights: str | None = None, frame_norm: bool = False, batch_norm: bool = False) -> CNNRNN:
     """ViPTT-Net (Zunair et al., CLEF 2021): 1x1x1 conv 1->3 channels, VGG-16 conv stack on every slice
     (average-pooled to 512*width), LSTM(256), Dense(1024, ReLU), `num_classes` head.
 
     `weights`: a local torchvision VGG-16 state dict for the backbone (ImageNet; nothing is downloaded);
     None trains the backbone from random init. `frame_norm`: BatchNorm on the per-slice features before
-    the LSTM (not in the paper; it lets a random-init VGG's tiny features reach the LSTM).
+    the LSTM (not in the paper; it lets a random-init VGG's tiny features reach the LSTM). `batch_norm`:
+    VGG-16-BN's conv stack (torchvision's layout, so a local `vgg16_bn` state dict loads) instead of the
+    paper's plain VGG-16; from random init the plain stack does not train on a laptop budget.
     """
     stem = nn.Conv3d(1, 3, kernel_size=1)
     with torch.no_grad():  # start by copying the gray slice to three channels, what an RGB backbone expects
         stem.weight.fill_(1.0)
         stem.bias.zero_()
-    backbone = vgg_features(16, width=width, in_channels=3)
+    backbone = vgg_features(16, width=width, in_channels=3, batch_norm=batch_norm)
     model = CNNRNN(backbone, feature_dim=max(1, int(round(512 * width))), num_classes=num_classes, hidden=hidden,
                    fc_hidden=fc_hidden, stem=stem, frame_norm=frame_norm)
     if weights:

@@ -232,9 +232,10 @@ class Pretraining:
 
 
 def pretrain(videos: Videos, *, checkpoint: str | Path, vgg_width: float = 1.0, hidden: int = 256,
-             fc_hidden: int = 1024, weights: str = "", frame_norm: bool = False, lr: float = 1e-3,
-             momentum: float = 0.0, batch_size: int = 2, pretrain_epochs: int = 100, plateau_patience: int = 5,
-             early_stopping: int = 8, val_size: float = 0.2, seed: int = 0, device: str = "cpu") -> Pretraining:
+             fc_hidden: int = 1024, weights: str = "", frame_norm: bool = False, batch_norm: bool = False,
+             optimizer: str = "sgd", lr: float = 1e-3, momentum: float = 0.0, batch_size: int = 2,
+             pretrain_epochs: int = 100, plateau_patience: int = 5, early_stopping: int = 8, val_size: float = 0.2,
+             seed: int = 0, device: str = "cpu") -> Pretraining:
     """ViPTT-Net on the action clips with the VGG frozen and no augmentation (the paper's pretraining).
 
     The frozen encoder's per-frame features are computed once per clip, then the LSTM and head train on
@@ -245,7 +246,8 @@ def pretrain(videos: Videos, *, checkpoint: str | Path, vgg_width: float = 1.0, 
 
     seed_everything(seed)
     model = get_model("viptt_net", num_classes=len(videos.classes), width=vgg_width, hidden=hidden,
-                      fc_hidden=fc_hidden, weights=weights or None, frame_norm=frame_norm).freeze_encoder()
+                      fc_hidden=fc_hidden, weights=weights or None, frame_norm=frame_norm,
+                      batch_norm=batch_norm).freeze_encoder()
     counts = np.bincount(videos.labels)
     stratify = videos.labels if counts[counts > 0].min() >= 2 else None  # a class with one clip cannot be split
     idx_train, idx_val = train_test_split(np.arange(len(videos.labels)), test_size=val_size,
@@ -258,7 +260,7 @@ def pretrain(videos: Videos, *, checkpoint: str | Path, vgg_width: float = 1.0, 
     train = DataLoader(TensorDataset(feats[idx_train], labels[idx_train]), batch_size=batch_size, shuffle=True,
                        generator=gen)
     val = DataLoader(TensorDataset(feats[idx_val], labels[idx_val]), batch_size=batch_size)
-    history = fit(model, train, epochs=pretrain_epochs, lr=lr, optimizer="sgd", momentum=momentum, head="fc",
+    history = fit(model, train, epochs=pretrain_epochs, lr=lr, optimizer=optimizer, momentum=momentum, head="fc",
                   schedule="plateau", plateau_patience=plateau_patience, val_loader=val, monitor="val_loss",
                   early_stopping=early_stopping, metric_fn=epoch_metrics, device=device, desc="pretrain")
     ev = evaluate(model, val, metric_fn=lambda o, t: tbt_scores(o, t, num_classes=len(videos.classes)), device=device)
@@ -268,11 +270,11 @@ def pretrain(videos: Videos, *, checkpoint: str | Path, vgg_width: float = 1.0, 
 
 
 def pretrained_for_tb(checkpoint: str | Path, *, num_actions: int = 10, vgg_width: float = 1.0, hidden: int = 256,
-                      fc_hidden: int = 1024, frame_norm: bool = False) -> CNNRNN:
+                      fc_hidden: int = 1024, frame_norm: bool = False, batch_norm: bool = False) -> CNNRNN:
     """The pretrained network from its checkpoint with the 10-way head swapped for a 5-way one, all layers
     trainable again."""
     model = get_model("viptt_net", num_classes=num_actions, width=vgg_width, hidden=hidden, fc_hidden=fc_hidden,
-                      frame_norm=frame_norm)
+                      frame_norm=frame_norm, batch_norm=batch_norm)
     load_checkpoint(checkpoint, model=model)
     return model.replace_head(len(TB_TYPES)).freeze_encoder(False)
 
@@ -289,9 +291,10 @@ class Trial:
 
 
 def finetune(cohort: Cohort, method: str, *, checkpoint: str | Path | None = None, vgg_width: float = 1.0,
-             hidden: int = 256, fc_hidden: int = 1024, weights: str = "", frame_norm: bool = False, lr: float = 1e-3,
-             momentum: float = 0.0, batch_size: int = 2, epochs: int = 100, plateau_patience: int = 5, early_stopping: int = 8,
-             seed: int = 0, device: str = "cpu") -> Trial:
+             hidden: int = 256, fc_hidden: int = 1024, weights: str = "", frame_norm: bool = False,
+             batch_norm: bool = False, optimizer: str = "sgd", lr: float = 1e-3, momentum: float = 0.0,
+             batch_size: int = 2, epochs: int = 100, plateau_patience: int = 5, early_stopping: int = 8,
+             monitor: str = "val_loss", seed: int = 0, device: str = "cpu") -> Trial:
     """One row of Table 1: train every layer on the CT training split with the recipe `method`; evaluate
     the restored best weights on the validation split (Table 1) and the test set (Table 2)."""
     if method not in METHODS:
@@ -302,10 +305,10 @@ def finetune(cohort: Cohort, method: str, *, checkpoint: str | Path | None = Non
         if checkpoint is None:
             raise ValueError(f"method {method!r} needs the pretraining checkpoint")
         model = pretrained_for_tb(checkpoint, vgg_width=vgg_width, hidden=hidden, fc_hidden=fc_hidden,
-                                  frame_norm=frame_norm)
+                                  frame_norm=frame_norm, batch_norm=batch_norm)
     else:
         model = get_model("viptt_net", num_classes=len(TB_TYPES), width=vgg_width, hidden=hidden, fc_hidden=fc_hidden,
-                          weights=weights or None, frame_norm=frame_norm)
+                          weights=weights or None, frame_norm=frame_norm, batch_norm=batch_norm)
     if recipe["weighted"]:
         loss_fn = TrainWeightedCE(class_weights(cohort.train.label, len(TB_TYPES)))
     else:
@@ -315,10 +318,10 @@ def finetune(cohort: Cohort, method: str, *, checkpoint: str | Path | None = Non
                        generator=gen)
     val = DataLoader(ct_dataset(cohort, "val"), batch_size=batch_size)
     test = DataLoader(ct_dataset(cohort, "test"), batch_size=batch_size)
-    history = fit(model, train, epochs=epochs, lr=lr, loss_fn=loss_fn, optimizer="sgd", momentum=momentum,
+    history = fit(model, train, epochs=epochs, lr=lr, loss_fn=loss_fn, optimizer=optimizer, momentum=momentum,
                   head="fc", schedule="plateau", plateau_patience=plateau_patience, val_loader=val,
-                  monitor="val_loss", early_stopping=early_stopping, metric_fn=epoch_metrics, device=device,
-                  desc=method)
+                  monitor=monitor, monitor_mode="min" if monitor.endswith("loss") else "max",
+                  early_stopping=early_stopping, metric_fn=epoch_metrics, device=device, desc=method)
     scores = {}
     for name, loader in (("val", val), ("test", test)):
         ev = evaluate(model, loader, loss_fn=nn.CrossEntropyLoss(), metric_fn=tbt_scores, device=device)

@@ -21,8 +21,10 @@ Lesions follow radiological descriptions of each type, upper lobes favoured: pat
 consolidation with ground-glass margins (Infiltrative), a cluster of nodules in one
 region (Focal), a few round well-defined nodules, some calcified (Tuberculoma), many
 tiny nodules scattered through both lungs (Miliary), thick-walled cavities with fibrotic
-streaks (Fibro-cavernous). Severity varies and a third of patients carry a small
-finding of another type, so the task is learnable but not trivial.
+streaks (Fibro-cavernous). Burdens are those of patients scanned for TB typing, large
+enough to survive a laptop's coarse SIZ (v2; the v1 burdens were not learnable at 8x32x32).
+Severity varies and a third of patients carry a small finding of another type, so the task
+is learnable but not trivial.
 
 Deterministic: every patient draws from its own seeded stream and nibabel writes gzip
 with a zero timestamp, so the same preset and seed give byte-identical files.
@@ -191,43 +193,48 @@ def _lung_points(rng, lung, coords, k, *, upper=0.0, near=None, within=None) -> 
 
 
 def _lesions(kind: int, vol, lung, coords, rng, severity: float) -> np.ndarray:
-    """Paint the lesions of TB type `kind` (0..4); return the lesion mask."""
+    """Paint the lesions of TB type `kind` (0..4); return the lesion mask.
+
+    Burdens are those of patients sick enough to be scanned for TB typing, large enough to survive a
+    coarse SIZ (8x32x32 on a laptop): at the v1 burdens (0.1-2% of the lungs) no network we tried,
+    at any cohort size up to 917 scans, told the types apart.
+    """
     mask = np.zeros(vol.shape, bool)
     px = coords[3]
     floor = 0.9 * px  # smaller than this vanishes on the grid
-    if kind == 0:  # Infiltrative: patchy consolidation, ground-glass margins, a few acinar nodules
-        for seed in _lung_points(rng, lung, coords, int(rng.integers(1, 3 + int(2 * severity))), upper=1.5):
-            size = rng.uniform(18, 30 + 25 * severity)
-            for c in seed + rng.normal(0, size / 2.5, (int(rng.integers(4, 9)), 3)):
-                _ball(vol, mask, coords, c, max(floor, rng.uniform(0.35, 0.6) * size), rng.uniform(-600, -450), soft=3)
+    if kind == 0:  # Infiltrative: extensive patchy consolidation, both lungs often
+        for seed in _lung_points(rng, lung, coords, int(rng.integers(3, 5 + int(3 * severity))), upper=1.0):
+            size = rng.uniform(30, 45 + 30 * severity)
+            for c in seed + rng.normal(0, size / 2.5, (int(rng.integers(5, 10)), 3)):
+                _ball(vol, mask, coords, c, max(floor, rng.uniform(0.35, 0.6) * size), rng.uniform(-550, -400), soft=3)
                 _ball(vol, mask, coords, c, max(floor, rng.uniform(0.2, 0.4) * size), rng.uniform(-80, 30), soft=1.5)
-    elif kind == 1:  # Focal: a cluster of small nodules in one region
+    elif kind == 1:  # Focal: many nodules clustered in one region, tree-in-bud around them
         centre = _lung_points(rng, lung, coords, 1, upper=1.0)[0]
-        for c in _lung_points(rng, lung, coords, int(rng.integers(6, 12 + int(10 * severity))), near=centre,
-                              within=rng.uniform(12, 22)):
-            _ball(vol, mask, coords, c, max(floor, rng.uniform(3.0, 6.0)), rng.uniform(-60, 40))
-    elif kind == 2:  # Tuberculoma: a few round, sharply bounded nodules, often calcified
+        within = rng.uniform(18, 30)
+        for c in _lung_points(rng, lung, coords, int(rng.integers(25, 40 + int(30 * severity))), near=centre, within=within):
+            _ball(vol, mask, coords, c, max(floor, rng.uniform(3.0, 7.0)), rng.uniform(-60, 40))
+    elif kind == 2:  # Tuberculoma: 1-3 large round sharp nodules, mostly calcified
         for c in _lung_points(rng, lung, coords, int(rng.integers(1, 3 + int(severity > 0.5))), upper=1.0):
-            r = rng.uniform(7, 11 + 6 * severity)
+            r = rng.uniform(12, 18 + 8 * severity)
             _ball(vol, mask, coords, c, r, rng.uniform(20, 60), soft=0.4)
-            if rng.random() < 0.5:
-                _ball(vol, mask, coords, c + rng.normal(0, r / 5, 3), max(floor, r * rng.uniform(0.25, 0.45)),
-                      rng.uniform(300, 700), soft=0.4)
-    elif kind == 3:  # Miliary: many tiny nodules through both lungs, no lobar preference
-        for c in _lung_points(rng, lung, coords, int(rng.integers(120, 250 + int(300 * severity)))):
+            if rng.random() < 0.8:
+                _ball(vol, mask, coords, c + rng.normal(0, r / 5, 3), max(floor, r * rng.uniform(0.35, 0.6)),
+                      rng.uniform(400, 900), soft=0.4)
+    elif kind == 3:  # Miliary: innumerable tiny nodules; at CT resolution their partial volume hazes both lungs
+        if severity > 0:  # a secondary finding (severity 0) is a handful of nodules, no haze
+            vol[lung] += rng.uniform(80, 160 + 80 * severity)
+        for c in _lung_points(rng, lung, coords, int(rng.integers(600, 1200 + int(800 * severity)))):
             _ball(vol, mask, coords, c, max(floor, rng.uniform(1.0, 2.5)), rng.uniform(-150, 20))
-    elif kind == 4:  # Fibro-cavernous: thick-walled cavities in an upper lobe, fibrotic streaks to the hilum
-        x, y, z, _ = coords
-        for c in _lung_points(rng, lung, coords, int(rng.integers(1, 2 + int(severity > 0.6))), upper=3.0):
-            r, wall = rng.uniform(11, 16 + 10 * severity), rng.uniform(3, 7)
+    elif kind == 4:  # Fibro-cavernous: large thick-walled upper-lobe cavities, fibrotic bands to the hilum
+        for c in _lung_points(rng, lung, coords, int(rng.integers(1, 3 + int(severity > 0.6))), upper=3.0):
+            r, wall = rng.uniform(16, 24 + 12 * severity), rng.uniform(5, 9)
             _ball(vol, mask, coords, c, r, rng.uniform(0, 50), soft=0.8)
             _ball(vol, mask, coords, c, max(floor, r - wall), rng.uniform(-990, -900), soft=0.8)
             hilum = np.array([np.sign(c[0]) * 40.0, 0.0, c[2] - rng.uniform(30, 70)])
-            for _ in range(int(rng.integers(3, 7))):
+            for _ in range(int(rng.integers(4, 8))):
                 end = hilum + rng.normal(0, 15, 3)
                 for t in np.linspace(0, 1, 12):
-                    _ball(vol, mask, coords, c + t * (end - c), max(floor, rng.uniform(1.2, 2.5)),
-                          rng.uniform(-150, -50))
+                    _ball(vol, mask, coords, c + t * (end - c), max(floor, rng.uniform(2.0, 3.5)), rng.uniform(-150, -50))
     return mask
 
 
@@ -314,7 +321,7 @@ def ensure_cohort(root: str | Path, preset: str = "small", *, seed: int = 0, n_j
     """Generate the cohort on first use; reuse it when `root` already holds that preset+seed."""
     root = Path(root)
     stamp = root / "COHORT"
-    tag = f"imageclef-tbt-shaped chest CT preset={preset} seed={seed} v1\n"
+    tag = f"imageclef-tbt-shaped chest CT preset={preset} seed={seed} v2\n"
     if stamp.exists() and stamp.read_text() == tag and (root / "test_labels.csv").exists():
         return root
     stamp.unlink(missing_ok=True)  # an interrupted run must not leave a valid-looking stamp

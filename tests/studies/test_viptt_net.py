@@ -102,3 +102,16 @@ def test_tiny_table_beside_the_paper(data, tmp_path):
     assert len(trials["No PT"].test["confusion"]) == 5
     with pytest.raises(ValueError, match="needs the pretraining checkpoint"):
         vn.finetune(ct, "PT", epochs=1, **NET)
+
+
+def test_cpu_recipe_adamw_and_early_stopping_on_kappa(data):
+    """The CPU defaults' knobs: VGG-16-BN, frame norm, AdamW, best weights chosen by validation kappa."""
+    _, _, ct = data
+    t = vn.finetune(ct, "No PT", epochs=4, early_stopping=10, batch_norm=True, frame_norm=True, optimizer="adamw",
+                    lr=1e-3, batch_size=4, monitor="val_kappa", **NET)
+    kappas = [r["val_kappa"] for r in t.history]
+    assert len(kappas) == 4
+    assert t.history.best_epoch == t.history[int(np.argmax(kappas))]["epoch"]
+    assert t.val["kappa"] == pytest.approx(max(kappas))  # the restored weights are the best epoch's
+    with pytest.raises(ValueError, match="optimizer"):
+        vn.finetune(ct, "No PT", epochs=1, optimizer="adam", **NET)
