@@ -286,7 +286,7 @@ def run_trial(model_name: str, train_df: pd.DataFrame, test_df: pd.DataFrame, *,
     val_loader = loader(val_df, store.stack(val_df["image"]), False)
     test_loader = loader(test_df, store.stack(test_df["image"]), False)
     weight = pos_weight(fit_rows[cols].to_numpy()) if balance == "class_weights" else None
-    loss_fn = nn.BCEWithLogitsLoss(pos_weight=weight)
+    loss_fn = nn.BCEWithLogitsLoss(pos_weight=weight).to(device)  # pos_weight is a buffer: on the model's device
     model = build_model(model_name, num_outputs=len(cols), cnn4_width=cnn4_width, vgg_width=vgg_width,
                         resnet_width=resnet_width)
     history = fit(model, fit_loader, epochs=epochs, lr=lr, loss_fn=loss_fn,
