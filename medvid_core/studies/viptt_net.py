@@ -9,9 +9,7 @@ notebook's parameter names.
 """
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 
 import cv2
@@ -33,6 +31,7 @@ from ..io.video import read_video
 from ..losses import class_weights
 from ..models import get_model
 from ..models.cnn_rnn import CNNRNN, precompute_features
+from ..parallel import fork_map
 from ..paths import DATA_DIR
 from ..plots import finish
 from ..synth import action_video, chest_ct
@@ -135,11 +134,7 @@ def load_videos(*, video_preset: str = "small", video_root: str = "", video_clas
     if not files:
         raise FileNotFoundError(f"{root / 'UCF50'}: no .avi files for classes {', '.join(classes)}")
     jobs = [(f, depth, height, width) for f, _ in files]
-    if n_jobs > 1:
-        with ProcessPoolExecutor(n_jobs, mp_context=get_context("fork")) as pool:
-            read = list(pool.map(_read_clip, *zip(*jobs)))
-    else:
-        read = [_read_clip(*job) for job in jobs]
+    read = fork_map(_read_clip, jobs, n_jobs=n_jobs)
     keep = [i for i, (clip, _) in enumerate(read) if clip is not None]
     dropped = pd.DataFrame([{"file": Path(files[i][0]).name, "class": classes[files[i][1]], "frames": read[i][1]}
                             for i in range(len(files)) if read[i][0] is None], columns=["file", "class", "frames"])
@@ -181,20 +176,14 @@ def load_ct(*, ct_preset: str = "small", ct_root: str = "", depth: int = 70, hei
     test = read_tbt_labels(root / "test_labels.csv", images_dir=root / "test")
     train, val = train_test_split(train_all, test_size=val_size, stratify=train_all.label, random_state=seed)
     paths = list(train_all.path) + list(test.path)
-    kw = dict(depth=depth, height=height, width=width, zoom_order=zoom_order)
-    if n_jobs > 1:
-        with ProcessPoolExecutor(n_jobs, mp_context=get_context("fork")) as pool:
-            arrays = list(pool.map(_ct_job, [(p, kw) for p in paths]))
-    else:
-        arrays = [_ct_job((p, kw)) for p in paths]
+    arrays = fork_map(_ct_job, [(p, depth, height, width, zoom_order) for p in paths], n_jobs=n_jobs)
     names = list(train_all.FileName) + list(test.FileName)
     return Cohort(train=train.reset_index(drop=True), val=val.reset_index(drop=True), test=test.reset_index(drop=True),
                   clips=dict(zip(names, arrays)), root=root)
 
 
-def _ct_job(job):
-    path, kw = job
-    return ct_to_clip(path, **kw)
+def _ct_job(path, depth, height, width, zoom_order):
+    return ct_to_clip(path, depth=depth, height=height, width=width, zoom_order=zoom_order)
 
 
 class ClipDataset(Dataset):

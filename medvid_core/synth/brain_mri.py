@@ -27,9 +27,7 @@ zero timestamp), and every subject draws from its own seeded stream.
 from __future__ import annotations
 
 import functools
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 
 import nibabel as nib
@@ -38,6 +36,7 @@ import pandas as pd
 from nibabel.orientations import axcodes2ornt, inv_ornt_aff, ornt_transform
 from scipy import ndimage
 
+from ..parallel import fork_map
 from .mni152 import axis_rotations, sample_stack, template
 
 VOXEL_MM = 2.0  # 2 mm isotropic: real anatomy at a laptop-friendly size (the template is resampled to 1.5 mm)
@@ -285,11 +284,7 @@ def make_cohort(root: str | Path, preset: str = "small", *, seed: int = 0, n_job
     streams = np.random.SeedSequence(seed).spawn(len(labels))
     jobs = [(root, cfg, sid, labels[k], streams[k]) for sid, k in enumerate(order, start=1)]
     _maps()  # build the template maps once, before the workers fork
-    if n_jobs > 1:
-        with ProcessPoolExecutor(n_jobs, mp_context=get_context("fork")) as pool:
-            per_subject = list(pool.map(_write_subject, *zip(*jobs)))
-    else:
-        per_subject = [_write_subject(*job) for job in jobs]
+    per_subject = fork_map(_write_subject, jobs, n_jobs=n_jobs)
     manifest = root / "manifest.csv"
     pd.DataFrame([row for rows in per_subject for row in rows]).to_csv(manifest, index=False)
     return manifest

@@ -31,10 +31,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import partial
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +43,7 @@ from pydicom.uid import (CTImageStorage, ExplicitVRLittleEndian, JPEG2000Lossles
                          generate_uid)
 from scipy import ndimage
 
+from ..parallel import fork_map
 from .mni152 import Template, axis_rotations, sample_template, template
 
 SUBTYPES = ("epidural", "intraparenchymal", "intraventricular", "subarachnoid", "subdural", "any")
@@ -276,9 +275,9 @@ def write_ct_slice(path: str | Path, hu: np.ndarray, *, patient: str, study_uid:
 
 
 # ----------------------------------------------------------------------------- the cohort
-def _write_subject(job, *, tpl: Template, p: Preset, seed: int, dcm_dir: Path, mask_dir: Path):
+def _write_subject(s: int, positive: bool, syntax: str, quirk: bool, unannotated: bool, profile: int, *,
+                   tpl: Template, p: Preset, seed: int, dcm_dir: Path, mask_dir: Path):
     """One subject's DICOM series and bleed masks; returns (truth rows, label CSV rows)."""
-    s, positive, syntax, quirk, unannotated, profile = job
     truth, labels = [], []
     rng = np.random.default_rng([seed, s, 17])
     hu, bits, geo, bleeds = _subject_volume(rng, tpl, p, positive)
@@ -342,11 +341,7 @@ def generate_cohort(root: str | Path, *, preset: str = "small", seed: int = 0, n
     jobs = [(s, bool(positive[s]), str(syntax[s]), bool(quirk[s]), bool(unannotated[s]), int(profiles[s]))
             for s in range(n)]
     work = partial(_write_subject, tpl=tpl, p=p, seed=seed, dcm_dir=dcm_dir, mask_dir=mask_dir)
-    if n_jobs > 1:  # each subject draws from its own stream: the bytes do not depend on n_jobs
-        with ProcessPoolExecutor(n_jobs, mp_context=get_context("fork")) as pool:
-            done = list(pool.map(work, jobs))
-    else:
-        done = [work(job) for job in jobs]
+    done = fork_map(work, jobs, n_jobs=n_jobs)  # each subject draws from its own stream
     truth = [row for rows, _ in done for row in rows]
     labels = [row for _, rows in done for row in rows]
     truth = pd.DataFrame(truth)

@@ -26,15 +26,15 @@ own seeded stream, so the bytes do not depend on `n_jobs`.
 """
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pandas as pd
 from PIL import Image
+
+from ..parallel import fork_map
 
 BODY_PARTS = ("ELBOW", "FINGER", "FOREARM", "HAND", "HUMERUS", "SHOULDER", "WRIST")
 ARCHIVE = "MURA-v1.1"
@@ -341,11 +341,7 @@ def make_archive(root: str | Path, preset: str = "small", *, seed: int = 0, n_jo
                 left -= n
     streams = np.random.SeedSequence(seed).spawn(len(jobs))
     args = [(root, *job, cfg, st) for job, st in zip(jobs, streams)]
-    if n_jobs > 1:
-        with ProcessPoolExecutor(n_jobs, mp_context=get_context("fork")) as pool:
-            results = list(pool.map(_write_study, *zip(*args), chunksize=8))
-    else:
-        results = [_write_study(*a) for a in args]
+    results = fork_map(_write_study, args, n_jobs=n_jobs, chunksize=8)
     archive = root / ARCHIVE
     boxes = []
     for split in ("train", "valid"):

@@ -1,0 +1,19 @@
+"""`fork_map`: a function over a list of argument tuples, in order, on forked worker processes.
+
+The generators and the study loaders write or read one subject (clip, study) per call, each from its
+own seeded stream or file, so the results do not depend on how many processes ran them. Workers are
+forked: what the parent built before the call (a template, a monkeypatched function) is theirs too.
+"""
+from __future__ import annotations
+
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from typing import Callable, Sequence
+
+
+def fork_map(fn: Callable, args: Sequence[tuple], *, n_jobs: int, chunksize: int = 1) -> list:
+    """`[fn(*a) for a in args]`, computed by `n_jobs` forked processes when `n_jobs` > 1."""
+    if n_jobs > 1 and len(args):
+        with ProcessPoolExecutor(n_jobs, mp_context=get_context("fork")) as pool:
+            return list(pool.map(fn, *zip(*args), chunksize=chunksize))
+    return [fn(*a) for a in args]
