@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ENV=.venv
-if [ -x "$ENV/bin/python" ] && [ -f "$ENV/.medvid-installed" ] && [ "$ENV/.medvid-installed" -nt environment.yml ]; then
+if [ -x "$ENV/bin/python" ] && [ -f "$ENV/.medvid-installed" ] && [ "$ENV/.medvid-installed" -nt environment.yml ] && [ "$ENV/.medvid-installed" -nt tools/setup_env.sh ]; then
   echo "environment $ENV is up to date"; exit 0
 fi
 if command -v mamba >/dev/null 2>&1 || command -v conda >/dev/null 2>&1; then
@@ -19,6 +19,13 @@ else
   "$ENV/bin/python" -m pip install --quiet -r "$ENV/requirements.txt"
 fi
 "$ENV/bin/python" -m pip install --quiet --no-deps --no-build-isolation -e .
-"$ENV/bin/python" -m ipykernel install --sys-prefix --name medvid --display-name "Python (medvid)" >/dev/null
+# The kernel's spec pins the CPU kernels (medvid_core.CPU_KERNEL_ENV): NumPy reads its pins before any cell runs.
+"$ENV/bin/python" - <<'PY'
+import subprocess, sys
+import medvid_core
+pins = [a for k, v in medvid_core.cpu_kernel_env().items() for a in ("--env", k, v)]
+subprocess.run([sys.executable, "-m", "ipykernel", "install", "--sys-prefix", "--name", "medvid",
+                "--display-name", "Python (medvid)", *pins], check=True, stdout=subprocess.DEVNULL)
+PY
 touch "$ENV/.medvid-installed"
 echo "environment ready: $ENV (kernel: medvid)"
