@@ -7,10 +7,10 @@ __version__ = "0.1.0"
 #: CPU kernels pinned to AVX2 on x86-64, so that one seed gives the same numbers on x86-64 CPUs with and
 #: without AVX-512. Without the pins, a 2-core AVX-512 machine (AMD EPYC, Zen 4) re-ran the committed
 #: notebooks, executed on an AVX2 machine, to other numbers in 10 result cells: NumPy's AVX-512 loops
-#: changed the synthetic radiographs, OpenBLAS's AVX-512 kernels the MRI brains, oneDNN's AVX-512
-#: convolutions every training run. With them, four notebooks reproduce those references digit for
-#: digit; Video4MRI's 3D-ResNet row does not (its 3D convolutions run oneDNN kernels, such as its own
-#: gemm, that may block by cache size, which no variable pins).
+#: changed synthetic images' bytes, OpenBLAS's AVX-512 kernels others, oneDNN's AVX-512 convolutions
+#: every training run. With them, 2D networks reproduce those references digit for digit; a 3D-ResNet
+#: does not (its 3D convolutions run oneDNN kernels, such as its own gemm, that may block by cache
+#: size, which no variable pins). The README's Reproducibility section has the details.
 CPU_KERNEL_ENV = {
     "ONEDNN_MAX_CPU_ISA": "AVX2",  # torch's convolutions (oneDNN)
     "ATEN_CPU_CAPABILITY": "avx2",  # torch's own vectorised kernels (elementwise, reductions, softmax)
