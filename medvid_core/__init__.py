@@ -32,7 +32,7 @@ def pin_cpu_kernels(environ=None) -> dict[str, str]:
     """Set the variables of `cpu_kernel_env` that `environ` (default ``os.environ``) lacks, and return
     them (a variable you set wins). Runs when medvid_core is imported: torch reads its three at its
     first operation, so importing torch first is fine; NumPy and OpenBLAS read theirs when NumPy loads,
-    hence the copy in the medvid kernel's spec (tools/setup_env.sh), which notebooks start in."""
+    hence the `medvid` kernel starts through `medvid_core.kernel`."""
     environ = os.environ if environ is None else environ
     pinned = {k: v for k, v in cpu_kernel_env().items() if k not in environ}
     environ.update(pinned)

@@ -49,15 +49,27 @@ def test_torch_runs_avx2_kernels_even_when_imported_first():
 
 
 @pytest.mark.skipif(not cpu_kernel_env(), reason="pinning applies on x86-64 only")
-def test_medvid_kernel_spec_carries_the_pins():
-    """nbval and papermill start the `medvid` kernel: its spec sets the variables before NumPy loads."""
+def test_medvid_kernel_pins_numpy_and_keeps_yours():
+    """nbval and papermill start the `medvid` kernel: NumPy loads in it already pinned, and a variable
+    set by whoever starts the kernel is kept."""
     from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+    from jupyter_client.manager import start_new_kernel
 
     try:
         spec = KernelSpecManager().get_kernel_spec("medvid")
     except NoSuchKernel:
         pytest.skip("kernel 'medvid' not registered (tools/setup_env.sh registers it)")
-    assert {k: spec.env.get(k) for k in CPU_KERNEL_ENV} == CPU_KERNEL_ENV, json.dumps(spec.env)
+    assert "medvid_core.kernel" in spec.argv, spec.argv
+    km, kc = start_new_kernel(kernel_name="medvid", env={**_clean_env(), "ONEDNN_MAX_CPU_ISA": "AVX512_CORE"})
+    try:
+        code = ("import os, numpy, json; from numpy._core._multiarray_umath import __cpu_features__ as f; "
+                "print(json.dumps([os.environ.get(k) for k in ('ONEDNN_MAX_CPU_ISA', 'OPENBLAS_CORETYPE')] + [f['AVX512_ICL']]))")
+        lines = []
+        kc.execute_interactive(code, timeout=60, output_hook=lambda m: lines.append(m["content"].get("text", "")))
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    assert json.loads("".join(lines)) == ["AVX512_CORE", "Haswell", False]
 
 
 def _clean_env():

@@ -19,13 +19,15 @@ else
   "$ENV/bin/python" -m pip install --quiet -r "$ENV/requirements.txt"
 fi
 "$ENV/bin/python" -m pip install --quiet --no-deps --no-build-isolation -e .
-# The kernel's spec pins the CPU kernels (medvid_core.CPU_KERNEL_ENV): NumPy reads its pins before any cell runs.
+"$ENV/bin/python" -m ipykernel install --sys-prefix --name medvid --display-name "Python (medvid)" >/dev/null
+# The kernel starts through medvid_core.kernel, which pins the CPU kernels before NumPy loads.
 "$ENV/bin/python" - <<'PY'
-import subprocess, sys
-import medvid_core
-pins = [a for k, v in medvid_core.cpu_kernel_env().items() for a in ("--env", k, v)]
-subprocess.run([sys.executable, "-m", "ipykernel", "install", "--sys-prefix", "--name", "medvid",
-                "--display-name", "Python (medvid)", *pins], check=True, stdout=subprocess.DEVNULL)
+import json, sys
+from pathlib import Path
+spec = Path(sys.prefix, "share", "jupyter", "kernels", "medvid", "kernel.json")
+kernel = json.loads(spec.read_text())
+kernel["argv"] = ["medvid_core.kernel" if a == "ipykernel_launcher" else a for a in kernel["argv"]]
+spec.write_text(json.dumps(kernel, indent=1))
 PY
 touch "$ENV/.medvid-installed"
 echo "environment ready: $ENV (kernel: medvid)"
