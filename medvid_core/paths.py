@@ -1,11 +1,19 @@
 """Where things live, as absolute paths (nbval runs notebooks from notebooks/, papermill from the root)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DATA_DIR = REPO_ROOT / "data"  # generated synthetic cohorts (git-ignored)
 OUTPUTS_DIR = REPO_ROOT / "outputs"
+DATA_ENV = "MEDVID_DATA"  # moves the generated cohorts and their caches away from the repository's data/
+
+
+def data_dir() -> Path:
+    """The folder of generated synthetic cohorts and decode caches: ``$MEDVID_DATA`` when set (a disk with
+    room, or a fresh folder for a test), else ``data/`` in the repository (git-ignored). Read at each call,
+    so setting the variable after import works too."""
+    return Path(os.environ[DATA_ENV]).expanduser().resolve() if os.environ.get(DATA_ENV) else REPO_ROOT / "data"
 
 
 def study_output_dir(study: str, output_dir: str = "") -> Path:

@@ -143,6 +143,7 @@ def train_one_epoch(model, loader, optimizer, scheduler=None, *, loss_fn: Callab
 
     `scheduler` (if given) is stepped after every batch. `mix(x, y)` returns mixed inputs and soft targets.
     """
+    device = resolve_device(device) if device == "auto" else device
     model.train()
     start, total, loss_sum = time.perf_counter(), 0, 0.0
     outputs_seen, targets_seen = [], []
@@ -175,6 +176,7 @@ def train_one_epoch(model, loader, optimizer, scheduler=None, *, loss_fn: Callab
 def evaluate(model, loader, *, loss_fn: Callable = F.cross_entropy, forward: Callable | None = None,
              metric_fn: Callable | None = None, device="cpu") -> dict:
     """Mean loss, the concatenated outputs and targets (on the CPU), and `metric_fn(outputs, targets)`."""
+    device = resolve_device(device) if device == "auto" else device
     model.eval()
     outputs, targets, loss_sum, total = [], [], 0.0, 0
     for x, y in loader:

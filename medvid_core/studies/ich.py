@@ -27,10 +27,10 @@ import medvid_core.models.vgg  # noqa: F401  (registers vgg16)
 from medvid_core.data import leakage_report
 from medvid_core.io.dicom import DicomError, read_header, read_hu
 from medvid_core.io.rsna import SUBTYPES, read_rsna_labels
-from medvid_core.metrics import binary_scores, weighted_log_loss
+from medvid_core.metrics import Measure, auc_score, binary_scores, bootstrap_measure, weighted_log_loss
 from medvid_core.models import count_parameters, get_model
 from medvid_core.models.cnn4 import replace_head
-from medvid_core.paths import DATA_DIR
+from medvid_core.paths import data_dir
 from medvid_core.synth.head_ct import generate_cohort
 from medvid_core.train import evaluate, fit, resolve_device, seed_everything
 from medvid_core.transforms import remove_background, window_stack
@@ -65,7 +65,7 @@ def cohort_root(*, data_root: str = "", cohort_preset: str = "small", seed: int 
         if not (root / "stage_2_train.csv").exists():
             raise FileNotFoundError(f"{root}: no stage_2_train.csv (expected an RSNA ICH folder)")
         return root
-    return generate_cohort(DATA_DIR / STUDY / f"{cohort_preset}-seed{seed}", preset=cohort_preset, seed=seed)
+    return generate_cohort(data_dir() / STUDY / f"{cohort_preset}-seed{seed}", preset=cohort_preset, seed=seed)
 
 
 def index_cohort(root: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
@@ -315,6 +315,32 @@ def score(test: pd.DataFrame, task: str) -> dict:
         out["mean_accuracy"] = float(np.mean([out[c]["accuracy"] for c in BLEEDS]))
         out["weighted_log_loss"] = weighted_log_loss(test[list(SUBTYPES)].to_numpy(),
                                                      test[[f"prob_{c}" for c in SUBTYPES]].to_numpy())
+    return out
+
+
+def _accuracy_at_half(targets, probs) -> float:
+    return float(((np.asarray(probs) >= 0.5) == np.asarray(targets).astype(bool)).mean())
+
+
+def measures(leak_trials: dict, exp2: dict) -> dict[str, Measure]:
+    """The trained results that `medvid_core.reference.check` compares with the committed reference, each
+    with its 95% bootstrap interval over test **heads** (a head's slices are not independent): the leakage
+    runs' AUC and accuracy of `any`, experiment 2's AUC per subtype and weighted log loss. A subtype whose
+    AUC is undefined in most resamples (too few bleeding heads) is left out rather than given a number."""
+    out = {}
+    for (model, by), t in leak_trials.items():
+        y, p, g = t.test["any"].to_numpy(), t.test["prob_any"].to_numpy(), t.test["subject"].to_numpy()
+        out[f"leakage {model}/{by} auc"] = bootstrap_measure(auc_score, y, p, groups=g)
+        out[f"leakage {model}/{by} accuracy"] = bootstrap_measure(_accuracy_at_half, y, p, groups=g)
+    for task, t in exp2.items():
+        g = t.test["subject"].to_numpy()
+        for c in _columns(task) + (["any"] if task == "multilabel" else []):
+            m = bootstrap_measure(auc_score, t.test[c].to_numpy(), t.test[f"prob_{c}"].to_numpy(), groups=g)
+            if np.isfinite(m.low):
+                out[f"exp2 {task} {c} auc"] = m
+        if task == "multilabel":
+            y, p = t.test[list(SUBTYPES)].to_numpy(), t.test[[f"prob_{c}" for c in SUBTYPES]].to_numpy()
+            out[f"exp2 {task} weighted log loss"] = bootstrap_measure(weighted_log_loss, y, p, groups=g)
     return out
 
 

@@ -26,9 +26,9 @@ import medvid_core.models.two_stream  # noqa: F401
 from medvid_core.io.nifti import load_volume
 from medvid_core.io.nuclei import load_nuclei_sample
 from medvid_core.losses import SparseDiceCELoss
-from medvid_core.metrics import accuracy, average_precision, dice, layer_cost
+from medvid_core.metrics import Measure, accuracy, auc_score, average_precision, bootstrap_measure, dice, layer_cost
 from medvid_core.models import count_parameters, get_model
-from medvid_core.paths import DATA_DIR
+from medvid_core.paths import data_dir
 from medvid_core.synth.action_video import render_clip
 from medvid_core.synth.lung_nodule import UNLABELLED, ensure_nodule_cubes, ensure_sparse_volumes
 from medvid_core.synth.nuclei import make_nuclei_images
@@ -36,7 +36,6 @@ from medvid_core.train import evaluate, fit, seed_everything
 from medvid_core.transforms import flow_stack, orthogonal_views
 
 STUDY = "lecture5_3d_video"
-DATA = DATA_DIR / STUDY
 
 # The lecture's two examples, as (channels, depth or frames, height, width)
 CT_EXAMPLE = (1, 256, 224, 224)  # a 224 x 224 x 1 x 256 CT scan (256 slices)
@@ -84,10 +83,13 @@ def _split(y: np.ndarray, test_size: float, seed: int):
     return train_test_split(np.arange(len(y)), test_size=test_size, stratify=y, random_state=seed)
 
 
-def _scores(model, loader, **kw) -> dict:
+def _scores(model, loader, *, keep: dict | None = None, name: str = "", **kw) -> dict:
+    """Accuracy (and AUC for two classes) on `loader`; `keep[name]` gets (targets, probabilities)."""
     ev = evaluate(model, loader, **kw)
     out = {"accuracy": accuracy(ev["outputs"], ev["targets"])["accuracy"]}
     probs = ev["outputs"].softmax(1)
+    if keep is not None:
+        keep[name] = (ev["targets"].numpy(), probs.numpy())
     if probs.shape[1] == 2:
         from sklearn.metrics import roc_auc_score
 
@@ -160,7 +162,7 @@ def filter_slide_figure(clip: np.ndarray, *, path=None):
 def nodule_arrays(*, n_nodules: int = 160, seed: int = 0, crop: int = CROP):
     """Nodule cubes (generated once under data/<study>/nodules), their central `crop`^3 voxels, as
     (N, 1, crop, crop, crop) in [0, 1] (HU window -1000..400), labels, and the manifest."""
-    manifest_path = ensure_nodule_cubes(DATA / f"nodules_n{n_nodules}_s{seed}", n_nodules=n_nodules, seed=seed)
+    manifest_path = ensure_nodule_cubes(data_dir() / STUDY / f"nodules_n{n_nodules}_s{seed}", n_nodules=n_nodules, seed=seed)
     m = pd.read_csv(manifest_path)
     vols = np.stack([load_volume(manifest_path.parent / p)[0] for p in m.path])
     a = (vols.shape[1] - crop) // 2
@@ -193,7 +195,7 @@ class _Cubes(Dataset):
 
 
 def run_multiview_vs_3d(*, n_nodules: int = 160, nodule_epochs: int = 12, nodule_lr: float = 3e-3,
-                        batch_size: int = 16, test_size: float = 0.3, seed: int = 0) -> dict:
+                        batch_size: int = 16, test_size: float = 0.3, seed: int = 0, device: str = "auto") -> dict:
     """Ciompi et al.'s two-stage multi-view 2D pipeline against a small 3D CNN on the same nodules.
 
     Stage 1: the 2D net learns from single views (each with its nodule's label); stage 2: a linear classifier
@@ -201,34 +203,38 @@ def run_multiview_vs_3d(*, n_nodules: int = 160, nodule_epochs: int = 12, nodule
     test table (per-view stage-1 scores too), the models and their histories."""
     x, y, manifest = nodule_arrays(n_nodules=n_nodules, seed=seed)
     tr, te = _split(y.numpy(), test_size, seed)
-    kw = dict(epochs=nodule_epochs, lr=nodule_lr, weight_decay=1e-4, warmup_epochs=1, desc="")
+    kw = dict(epochs=nodule_epochs, lr=nodule_lr, weight_decay=1e-4, warmup_epochs=1, desc="", device=device)
     test_views = _loader(dataset=_Cubes(x[te], y[te], augment=False, views=True), batch_size=64)
     seed_everything(seed)
     mv = get_model("multiview_cnn2d_small", widths=WIDTHS)
     h1 = fit(mv.view_net, _loader(dataset=_Cubes(x[tr], y[tr], augment=True, single_view=True, seed=seed),
                                  batch_size=batch_size, shuffle=True, seed=seed), **kw)
-    mv.view_net.requires_grad_(False).eval()
+    mv.cpu().view_net.requires_grad_(False).eval()  # trained on `device`; the rest runs on the CPU
     with torch.no_grad():
         feats = torch.cat([mv.view_log_probs(v) for v, _ in _loader(dataset=_Cubes(x[tr], y[tr], augment=False, views=True),
                                                                    batch_size=64)])
     h2 = fit(mv.fc, _loader(feats, y[tr], batch_size=batch_size, shuffle=True, seed=seed), epochs=30, lr=0.05,
-             head=None, desc="")
+             head=None, desc="", device=device)
+    mv.cpu()
     seed_everything(seed)
     net3d = get_model("cnn3d_small", widths=WIDTHS)
     h3 = fit(net3d, _loader(dataset=_Cubes(x[tr], y[tr], augment=True, seed=seed), batch_size=batch_size,
                             shuffle=True, seed=seed), **kw)
-    rows = []
+    net3d.cpu()
+    rows, keep = [], {}
     for k, name in enumerate(("axial", "coronal", "sagittal")):
         one = _loader(dataset=_ViewOf(_Cubes(x[te], y[te], augment=False, views=True), k), batch_size=64)
-        rows.append({"model": f"stage 1 alone: {name} view (2D)", **_scores(mv.view_net, one)})
-    rows.append({"model": "multi-view 2D + second stage", **_scores(mv, test_views)})
-    rows.append({"model": "3D CNN on the cube", **_scores(net3d, _loader(x[te], y[te], batch_size=64))})
+        label = f"stage 1 alone: {name} view (2D)"
+        rows.append({"model": label, **_scores(mv.view_net, one, keep=keep, name=label)})
+    for label, net, loader in (("multi-view 2D + second stage", mv, test_views),
+                               ("3D CNN on the cube", net3d, _loader(x[te], y[te], batch_size=64))):
+        rows.append({"model": label, **_scores(net, loader, keep=keep, name=label)})
     table = pd.DataFrame(rows)
     n_view, n_fc = (sum(p.numel() for p in m.parameters()) for m in (mv.view_net, mv.fc))  # frozen ones too
     table["params"] = [n_view] * 3 + [n_view + n_fc, count_parameters(net3d)]
     return {"table": table, "models": {"multiview": mv, "cnn3d": net3d},
             "histories": {"multi-view stage 1": h1, "multi-view stage 2": h2, "3D CNN": h3},
-            "n_train": len(tr), "n_test": len(te), "manifest": manifest}
+            "n_train": len(tr), "n_test": len(te), "manifest": manifest, "predictions": keep}
 
 
 class _ViewOf(Dataset):
@@ -285,7 +291,7 @@ class _VolumeSteps(Dataset):
 
 def sparse_volumes(*, slices_per_axis: int = 2, volume_size: int = 40, seed: int = 0) -> dict:
     """The two synthetic volumes (train, unseen) with dense and sparse labels, as tensors."""
-    root = DATA / f"sparse_v{volume_size}_k{slices_per_axis}_s{seed}"
+    root = data_dir() / STUDY / f"sparse_v{volume_size}_k{slices_per_axis}_s{seed}"
     manifest_path = ensure_sparse_volumes(root, slices_per_axis=slices_per_axis, shape=(volume_size,) * 3,
                                           n_tubes=round(14 * (volume_size / 48) ** 2), seed=seed)
     m = pd.read_csv(manifest_path)
@@ -299,7 +305,7 @@ def sparse_volumes(*, slices_per_axis: int = 2, volume_size: int = 40, seed: int
 
 
 def run_sparse_unet(*, slices_per_axis: int = 2, volume_size: int = 40, unet_epochs: int = 6, unet_steps: int = 10, unet_lr: float = 1e-2,
-                    unet_channels: tuple = (8, 16, 32), seed: int = 0) -> dict:
+                    unet_channels: tuple = (8, 16, 32), seed: int = 0, device: str = "auto") -> dict:
     """MONAI's 3D U-Net trained twice on volume 0, from its sparse slices (unlabelled voxels weightless in
     `SparseDiceCELoss`) and from its dense labels; Dice of the foreground against the full ground truth of
     volume 0 (Cicek et al.'s semi-automated setting) and of an unseen volume 1 (fully automated)."""
@@ -316,8 +322,8 @@ def run_sparse_unet(*, slices_per_axis: int = 2, volume_size: int = 40, unet_epo
         data = _VolumeSteps(train["image"], train[labels], steps=unet_steps, seed=seed)
         name = "sparse slices" if labels == "sparse" else "dense labels"
         histories[name] = fit(net, _loader(dataset=data, batch_size=2, seed=seed), epochs=unet_epochs, lr=unet_lr,
-                              loss_fn=loss, head=None, desc="")
-        net.eval()
+                              loss_fn=loss, head=None, desc="", device=device)
+        net.cpu().eval()
         row = {"trained on": name, "labelled voxels": float((train[labels] != UNLABELLED).float().mean())}
         with torch.no_grad():
             for key, vol in (("volume 0 (same, all voxels)", train), ("volume 1 (unseen)", unseen)):
@@ -429,25 +435,28 @@ def _grey(clips) -> np.ndarray:
 
 
 def run_two_stream(*, clips, frames: int = 8, action_epochs: int = 15, action_lr: float = 3e-3,
-                   batch_size: int = 16, test_size: float = 0.3, seed: int = 0) -> dict:
+                   batch_size: int = 16, test_size: float = 0.3, seed: int = 0, device: str = "auto") -> dict:
     """Spatial stream (the middle RGB frame) and temporal stream (the clip's stacked Farneback flow) trained
     apart, then fused by averaging their softmax scores (Simonyan & Zisserman)."""
     video, y, names = clips
     rgb = _rgb(video)[:, :, frames // 2]  # (N, 3, H, W): one frame
     flow = torch.from_numpy(np.stack([flow_stack(c, subtract_mean=True) for c in _grey(video)]))  # (N, 2(T-1), H, W)
     tr, te = _split(y.numpy(), test_size, seed)
-    kw = dict(epochs=action_epochs, lr=action_lr, warmup_epochs=1, desc="")
+    kw = dict(epochs=action_epochs, lr=action_lr, warmup_epochs=1, desc="", device=device)
     model = get_model("two_stream_small", num_classes=len(names), flow_frames=frames - 1, widths=WIDTHS)
     seed_everything(seed)
     hs = fit(model.spatial, _loader(rgb[tr], y[tr], batch_size=batch_size, shuffle=True, seed=seed), **kw)
     seed_everything(seed)
     ht = fit(model.temporal, _loader(flow[tr], y[tr], batch_size=batch_size, shuffle=True, seed=seed), **kw)
+    model.cpu()
     pairs = _Pairs(rgb[te], flow[te], y[te])
-    rows = [{"model": "spatial stream (RGB frame) alone", **_scores(model.spatial, _loader(rgb[te], y[te], batch_size=64))},
-            {"model": "temporal stream (optical flow) alone", **_scores(model.temporal, _loader(flow[te], y[te], batch_size=64))},
-            {"model": "two-stream, late fusion (average)", **_scores(model, _loader(dataset=pairs, batch_size=64),
-                                                                     loss_fn=F.nll_loss)}]
-    return {"table": pd.DataFrame(rows), "model": model, "histories": {"spatial": hs, "temporal": ht},
+    keep, rows = {}, []
+    for label, net, loader, kw in (
+            ("spatial stream (RGB frame) alone", model.spatial, _loader(rgb[te], y[te], batch_size=64), {}),
+            ("temporal stream (optical flow) alone", model.temporal, _loader(flow[te], y[te], batch_size=64), {}),
+            ("two-stream, late fusion (average)", model, _loader(dataset=pairs, batch_size=64), {"loss_fn": F.nll_loss})):
+        rows.append({"model": label, **_scores(net, loader, keep=keep, name=label, **kw)})
+    return {"table": pd.DataFrame(rows), "model": model, "predictions": keep, "histories": {"spatial": hs, "temporal": ht},
             "classes": names, "clips": clips, "flow": flow}
 
 
@@ -478,21 +487,23 @@ def flow_figure(clip: np.ndarray, *, path=None):
 
 
 def run_cnn_rnn(*, clips, action_epochs: int = 15, action_lr: float = 3e-3, batch_size: int = 16,
-                frame_grid: int = 1, test_size: float = 0.3, seed: int = 0) -> dict:
+                frame_grid: int = 1, test_size: float = 0.3, seed: int = 0, device: str = "auto") -> dict:
     """The same small per-frame CNN, features averaged over frames vs an LSTM over them, end to end."""
     video, y, names = clips
     x = _rgb(video)
     tr, te = _split(y.numpy(), test_size, seed)
-    rows, histories, models = [], {}, {}
+    rows, histories, models, keep = [], {}, {}, {}
     for name, label in (("frame_average_small", "per-frame CNN, features averaged"),
                         ("cnn_lstm_small", "per-frame CNN + LSTM")):
         seed_everything(seed)
         net = get_model(name, num_classes=len(names), widths=WIDTHS, grid=frame_grid)
         histories[label] = fit(net, _loader(x[tr], y[tr], batch_size=batch_size, shuffle=True, seed=seed),
-                               epochs=action_epochs, lr=action_lr, warmup_epochs=1, desc="")
-        rows.append({"model": label, **_scores(net, _loader(x[te], y[te], batch_size=64)), "params": count_parameters(net)})
+                               epochs=action_epochs, lr=action_lr, warmup_epochs=1, desc="", device=device)
+        net.cpu()
+        rows.append({"model": label, **_scores(net, _loader(x[te], y[te], batch_size=64), keep=keep, name=label),
+                     "params": count_parameters(net)})
         models[label] = net
-    return {"table": pd.DataFrame(rows), "histories": histories, "models": models}
+    return {"table": pd.DataFrame(rows), "histories": histories, "models": models, "predictions": keep}
 
 
 @torch.no_grad()
@@ -505,6 +516,39 @@ def order_check(models: dict, clips) -> pd.DataFrame:
         gap = (net(x) - net(x.flip(2))).abs().max().item()
         rows.append({"model": name, "max output change when the clip is reversed": gap, "order-blind": gap < 1e-5})
     return pd.DataFrame(rows)
+
+
+# ============================================================================ checking a run against its reference
+
+def _accuracy_of(targets, probs) -> float:
+    return float((np.asarray(probs).argmax(1) == np.asarray(targets)).mean())
+
+
+def _auc_of(targets, probs) -> float:
+    return auc_score(targets, np.asarray(probs)[:, 1])
+
+
+def _dice_of(pred, target) -> float:  # foreground Dice of resampled slices: 2|A and B| / (|A| + |B|)
+    a, b = np.asarray(pred) == 1, np.asarray(target) == 1
+    total = a.sum() + b.sum()
+    return float(2 * (a & b).sum() / total) if total else float("nan")
+
+
+def measures(*, nodules: dict, unet: dict, two_stream: dict, cnn_rnn: dict) -> dict[str, Measure]:
+    """Every trained result of sections 2, 3, 5 and 6, with its 95% bootstrap interval: over test nodules
+    or clips (accuracy; AUC for two classes), over the z-slices of a volume (Dice). What
+    `medvid_core.reference.check` compares with the committed reference."""
+    out = {}
+    for section, result in (("nodules", nodules), ("two-stream", two_stream), ("cnn+rnn", cnn_rnn)):
+        for label, (y, p) in result["predictions"].items():
+            out[f"{section}: {label} accuracy"] = bootstrap_measure(_accuracy_of, y, p)
+            if p.shape[1] == 2:
+                out[f"{section}: {label} auc"] = bootstrap_measure(_auc_of, y, p)
+    for (trained_on, volume), pred in unet["predictions"].items():
+        key = "vol_00" if volume.startswith("volume 0") else "vol_01"
+        out[f"sparse U-Net: {trained_on}, Dice {volume}"] = bootstrap_measure(
+            _dice_of, pred, unet["volumes"][key]["labels"].numpy())
+    return out
 
 
 # ============================================================================ 7. RoI Pool vs RoI Align, mask AP
@@ -605,7 +649,7 @@ def _detect(image: np.ndarray, *, split_touching: bool):
 def run_instance_ap(*, n_images: int = 4, seed: int = 0) -> dict:
     """Two classical detectors on DSB-2018-style synthetic nuclei, scored by mask AP at IoU 0.5, 0.75 and
     averaged over 0.5:0.95 (`medvid_core.metrics.average_precision`, COCO's definition)."""
-    root = make_nuclei_images(DATA / f"nuclei_s{seed}", n_images=n_images, seed=seed)
+    root = make_nuclei_images(data_dir() / STUDY / f"nuclei_s{seed}", n_images=n_images, seed=seed)
     samples = [load_nuclei_sample(p) for p in sorted(root.iterdir()) if p.is_dir()]
     rows, detections = [], {}
     for name, split in (("threshold + connected components", False), ("+ watershed split of touching nuclei", True)):

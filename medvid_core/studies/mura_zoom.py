@@ -34,7 +34,8 @@ from ..io.mura import load_radiograph, read_mura
 from ..models import get_model
 from ..models import resnet2d as _resnet2d  # noqa: F401  (registers resnet152)
 from ..models import vgg as _vgg  # noqa: F401  (registers vgg19)
-from ..paths import DATA_DIR
+from ..metrics import Measure, bootstrap_measure, kappa_score
+from ..paths import data_dir
 from ..synth.radiograph import ensure_archive, load_boxes
 from ..train import evaluate, fit, resolve_device, seed_everything
 
@@ -88,7 +89,7 @@ def get_archive(*, preset: str = "small", data_root: str = "", seed: int = 0) ->
         if root.name == "MURA-v1.1":
             root = root.parent
     else:
-        root = DATA_DIR / STUDY / f"{preset}_seed{seed}"
+        root = data_dir() / STUDY / f"{preset}_seed{seed}"
         ensure_archive(root, preset, seed=seed)
         boxes = load_boxes(root)
     return Archive(root, read_mura(root, "train"), read_mura(root, "valid"), boxes)
@@ -412,7 +413,7 @@ def svm_classifier(*, svm_degree: int = 5, svm_estimators: int = 10, svm_max_sam
 def svm_table(archive: Archive, train_features: np.ndarray, valid_features: np.ndarray, *, svm_degree: int = 5,
               svm_estimators: int = 10, svm_max_samples: float = 0.5, seed: int = 0) -> pd.DataFrame:
     """Table II: one bagged-SVM classifier per body part; image accuracy (%), kappa, fit seconds, counts."""
-    rows = []
+    rows, predictions = [], np.full(len(archive.valid), -1)
     for part in sorted(archive.train.body_part.unique()):
         tr, va = (archive.train.body_part == part).to_numpy(), (archive.valid.body_part == part).to_numpy()
         y = archive.valid.label[va]
@@ -426,9 +427,28 @@ def svm_table(archive: Archive, train_features: np.ndarray, valid_features: np.n
         clf.fit(train_features[tr], archive.train.label[tr])
         seconds = time.perf_counter() - start
         pred = clf.predict(valid_features[va])
+        predictions[va] = pred
         rows.append(dict(row, accuracy=100 * accuracy_score(y, pred),
                          kappa=cohen_kappa_score(y, pred) if y.nunique() > 1 else np.nan, train_s=seconds))
-    return pd.DataFrame(rows).set_index("body_part")
+    table = pd.DataFrame(rows).set_index("body_part")
+    table.attrs["predictions"] = predictions  # per validation image, in archive.valid's order; -1: no SVM
+    return table
+
+
+def measures(archive: Archive, table1: dict, svm: pd.DataFrame | None = None) -> dict[str, Measure]:
+    """The trained results that `medvid_core.reference.check` compares with the committed reference, with
+    95% bootstrap intervals: Table I's study-level kappa (over validation studies) and Table II's kappa of
+    the SVMs' image predictions pooled over body parts (over validation studies, a study's views together)."""
+    out = {}
+    for method, r in table1.items():
+        s = study_predictions(archive.valid, r["probs"])
+        out[f"{method} study kappa"] = bootstrap_measure(kappa_score, s.label.to_numpy(), s.pred.to_numpy())
+    if svm is not None and "predictions" in svm.attrs:
+        pred = svm.attrs["predictions"]
+        kept = pred >= 0
+        out["SVM image kappa, all body parts"] = bootstrap_measure(
+            kappa_score, archive.valid.label.to_numpy()[kept], pred[kept], groups=archive.valid.study.to_numpy()[kept])
+    return out
 
 
 def table2_side_by_side(ours: pd.DataFrame) -> pd.DataFrame:

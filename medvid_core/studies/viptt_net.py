@@ -29,10 +29,11 @@ from ..io.imageclef_tbt import TB_TYPES, read_tbt_labels
 from ..io.nifti import load_volume
 from ..io.video import read_video
 from ..losses import class_weights
+from ..metrics import Measure, bootstrap_measure, kappa_score
 from ..models import get_model
 from ..models.cnn_rnn import CNNRNN, precompute_features
 from ..parallel import fork_map
-from ..paths import DATA_DIR
+from ..paths import data_dir
 from ..plots import finish
 from ..synth import action_video, chest_ct
 from ..train import evaluate, fit, load_checkpoint, save_checkpoint, seed_everything
@@ -126,7 +127,7 @@ def load_videos(*, video_preset: str = "small", video_root: str = "", video_clas
     """The action clips as the authors read them: the first `depth` frames, gray, resized to height x width;
     clips shorter than `depth` are dropped (listed in `dropped`). `video_root` is a folder holding `UCF50/`
     (a real UCF50 works); empty means the synthetic tree of `video_preset`, generated on first use."""
-    root = Path(video_root) if video_root else DATA_DIR / "viptt_net" / f"videos-{video_preset}-seed{seed}"
+    root = Path(video_root) if video_root else data_dir() / "viptt_net" / f"videos-{video_preset}-seed{seed}"
     if not video_root:
         action_video.ensure_action_videos(root, video_preset, seed=seed)
     classes = list(video_classes or PAPER_ACTIONS)
@@ -169,7 +170,7 @@ def load_ct(*, ct_preset: str = "small", ct_root: str = "", depth: int = 70, hei
     `medvid_core.synth.chest_ct`; a real ImageCLEF folder arranged so works); empty means the synthetic
     `ct_preset`. The validation split is stratified by type, `val_size` of the training set.
     """
-    root = Path(ct_root) if ct_root else DATA_DIR / "viptt_net" / f"ct-{ct_preset}-seed{seed}"
+    root = Path(ct_root) if ct_root else data_dir() / "viptt_net" / f"ct-{ct_preset}-seed{seed}"
     if not ct_root:
         chest_ct.ensure_cohort(root, ct_preset, seed=seed, n_jobs=n_jobs)
     train_all = read_tbt_labels(root / "train_labels.csv", images_dir=root / "train")
@@ -329,6 +330,24 @@ def run_table(cohort: Cohort, methods: list[str], *, checkpoint=None, **kwargs) 
                      "test_kappa": t.test["kappa"], "test_accuracy": t.test["accuracy"],
                      "best_epoch": t.history.best_epoch, "epochs_run": len(t.history)})
     return pd.DataFrame(rows), trials
+
+
+def _pairs(confusion) -> tuple[np.ndarray, np.ndarray]:
+    """(true, predicted) labels, one pair per scan, from a confusion matrix (rows true, columns predicted)."""
+    cm = np.asarray(confusion)
+    true, pred = np.nonzero(cm)
+    counts = cm[true, pred]
+    return np.repeat(true, counts), np.repeat(pred, counts)
+
+
+def measures(trials: dict) -> dict[str, Measure]:
+    """Each method's validation and test kappa with its 95% bootstrap interval over the scans: what
+    `medvid_core.reference.check` compares with the committed reference."""
+    out = {}
+    for method, t in trials.items():
+        for split in ("val", "test"):
+            out[f"{method} {split} kappa"] = bootstrap_measure(kappa_score, *_pairs(getattr(t, split)["confusion"]))
+    return out
 
 
 # --------------------------------------------------------------------------- side-by-side tables

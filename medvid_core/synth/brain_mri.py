@@ -37,6 +37,7 @@ from nibabel.orientations import axcodes2ornt, inv_ornt_aff, ornt_transform
 from scipy import ndimage
 
 from ..parallel import fork_map
+from .exact import dot
 from .mni152 import axis_rotations, sample_stack, template
 
 VOXEL_MM = 2.0  # 2 mm isotropic: real anatomy at a laptop-friendly size (the template is resampled to 1.5 mm)
@@ -143,14 +144,14 @@ def _anatomy(rng: np.random.Generator, sex: str = "F") -> Anatomy:
 def _pose(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Head position in the scanner for one session: small rotations (±4°) and shifts (±4 mm)."""
     rx, ry, rz = axis_rotations(*np.deg2rad(rng.uniform(-4, 4, 3)))
-    return (rx @ ry @ rz).astype(np.float32), rng.uniform(-4, 4, 3).astype(np.float32)
+    return dot(dot(rx, ry), rz).astype(np.float32), rng.uniform(-4, 4, 3).astype(np.float32)
 
 
 def _template_points(p: np.ndarray, anat: Anatomy, rot: np.ndarray, shift: np.ndarray) -> np.ndarray:
     """Scanner points (3, ...) -> template (MNI mm) points (..., 3): undo pose, size, then the warp."""
-    q = np.moveaxis(np.tensordot(rot.T, p - shift[:, None, None, None], axes=1), 0, -1)
+    q = dot(np.moveaxis(p - shift[:, None, None, None], 0, -1), rot)  # rot.T applied to each point
     q = q / anat.scale + HEAD_CENTRE.astype(np.float32)
-    warp = sum(anat.amps[k] * np.sin(q @ anat.waves[k] + np.float32(anat.phases[k]))[..., None] for k in range(6))
+    warp = sum(anat.amps[k] * np.sin(dot(q, anat.waves[k]) + np.float32(anat.phases[k]))[..., None] for k in range(6))
     return q + warp
 
 
@@ -200,7 +201,7 @@ def _scan(rng: np.random.Generator, img: np.ndarray, p: np.ndarray) -> np.ndarra
     """The scanner: point spread / partial volume, smooth bias field, gain, Rician noise."""
     img = ndimage.gaussian_filter(img, 0.6)
     coeffs = rng.normal(0, 0.12, 3).astype(np.float32)
-    bias = np.exp(np.tensordot(coeffs, p / 100.0, axes=1))  # smooth multiplicative bias field
+    bias = np.exp(dot(np.moveaxis(p / 100.0, 0, -1), coeffs))  # smooth multiplicative bias field
     img = img * bias * np.float32(rng.normal(1.0, 0.08))  # scanner gain
     sigma = rng.uniform(0.025, 0.05)
     noise = rng.normal(0, sigma, (2, *img.shape)).astype(np.float32)
@@ -294,7 +295,7 @@ def ensure_cohort(root: str | Path, preset: str = "small", *, seed: int = 0) -> 
     """Generate the cohort on first use; reuse it when `root` already holds that preset+seed."""
     root = Path(root)
     stamp, manifest = root / "COHORT", root / "manifest.csv"
-    tag = f"video4mri-brain-mri preset={preset} seed={seed} v2-mni152\n"
+    tag = f"video4mri-brain-mri preset={preset} seed={seed} v3-mni152-exact\n"  # v3: BLAS-free products (synth.exact)
     if manifest.exists() and stamp.exists() and stamp.read_text() == tag:
         return manifest
     stamp.unlink(missing_ok=True)  # an interrupted run must not leave a valid-looking stamp

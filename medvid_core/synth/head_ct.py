@@ -44,6 +44,7 @@ from pydicom.uid import (CTImageStorage, ExplicitVRLittleEndian, JPEG2000Lossles
 from scipy import ndimage
 
 from ..parallel import fork_map
+from .exact import dot
 from .mni152 import Template, axis_rotations, sample_template, template
 
 SUBTYPES = ("epidural", "intraparenchymal", "intraventricular", "subarachnoid", "subdural", "any")
@@ -89,7 +90,7 @@ PRESETS = {
 # ----------------------------------------------------------------------------- one subject
 def _rotation(pitch, roll, yaw) -> np.ndarray:
     rx, ry, rz = axis_rotations(pitch, roll, yaw)
-    return rz @ ry @ rx
+    return dot(dot(rz, ry), rx)
 
 
 def _unit(v):
@@ -131,7 +132,7 @@ def _bleed_mask(b: dict, q: np.ndarray, m: np.ndarray) -> np.ndarray:
     gm, wm, dist, vent = m
     inside = dist > 0
     if b["kind"] in ("subdural", "epidural"):
-        ang = np.arccos(np.clip(_unit(q - BRAIN_CENTRE) @ b["direction"], -1, 1)) / b["arc"]
+        ang = np.arccos(np.clip(dot(_unit(q - BRAIN_CENTRE), b["direction"]), -1, 1)) / b["arc"]
         zc = BRAIN_CENTRE[2] + 60 * b["direction"][2]
         reach = np.clip(1 - ang**2 - ((q[..., 2] - zc) / b["height"]) ** 2, 0, None)
         profile = np.sqrt(reach) if b["kind"] == "subdural" else reach  # crescent vs lens
@@ -167,9 +168,9 @@ def _subject_volume(rng: np.random.Generator, tpl: Template, preset: Preset, pos
     Z, Y, X = np.meshgrid(zs, c, c, indexing="ij")
     lps = np.stack([X, Y, Z], -1)
     ras = lps * np.array([-1.0, -1.0, 1.0]) + centre
-    q = (ras @ rot) / scale  # inverse of: head = rot @ (scale * template)
+    q = dot(ras, rot) / scale  # inverse of: head = rot @ (scale * template)
     q = q.astype(np.float32)
-    q = q + sum(amps[k].astype(np.float32) * np.sin(q @ waves[k].astype(np.float32) + phases[k])[..., None]
+    q = q + sum(amps[k].astype(np.float32) * np.sin(dot(q, waves[k].astype(np.float32)) + phases[k])[..., None]
                 for k in range(6))
     m = sample_template(tpl, q)
     gm, wm, dist, vent = m
@@ -317,7 +318,7 @@ def generate_cohort(root: str | Path, *, preset: str = "small", seed: int = 0, n
     root = Path(root)
     p = PRESETS[preset]
     stamp = root / "cohort.json"
-    want = {"generator": "head_ct/1", "preset": preset, "seed": seed, **asdict(p)}
+    want = {"generator": "head_ct/2", "preset": preset, "seed": seed, **asdict(p)}
     if stamp.exists() and json.loads(stamp.read_text()) == want:
         return root
     tpl = template(p.template_mm)

@@ -32,6 +32,8 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from .exact import dot
+
 CUBE = 32  # voxels per side of a nodule cube (1 mm voxels: a 32 mm field around the candidate)
 UNLABELLED = 255  # label value of voxels nobody annotated (the loss's ignore_index)
 NODULE_CLASSES = ("non_pfn", "pfn")
@@ -52,7 +54,7 @@ def _unit(rng: np.random.Generator) -> np.ndarray:
 def _frame(normal: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """An orthonormal basis whose first axis is `normal` (the other two random in its plane)."""
     a = np.linalg.qr(np.stack([normal, _unit(rng), _unit(rng)], axis=1))[0]
-    return a * np.sign(a[:, 0] @ normal)
+    return a * np.sign(dot(a[:, 0], normal))
 
 
 def _grid(size: int) -> np.ndarray:
@@ -63,7 +65,7 @@ def _vessel(p: np.ndarray, rng: np.random.Generator, size: int) -> np.ndarray:
     """A straight vessel of 1-2 mm radius crossing the cube (soft profile)."""
     point, direction, radius = rng.uniform(0, size, 3), _unit(rng), rng.uniform(1.0, 2.0)
     d = p - point
-    dist = np.linalg.norm(d - (d @ direction)[..., None] * direction, axis=-1)
+    dist = np.linalg.norm(d - dot(d, direction)[..., None] * direction, axis=-1)
     return np.exp(-0.5 * (dist / radius) ** 2)
 
 
@@ -86,9 +88,9 @@ def _nodule_cube(rng: np.random.Generator, pfn: bool, size: int = CUBE) -> tuple
         fissure_offset = rng.choice([-1, 1]) * (radii.max() + rng.uniform(3.0, 8.0))
         has_fissure = bool(rng.random() < 0.6)
     if has_fissure:
-        dist = (p - centre) @ normal - fissure_offset
+        dist = dot(p - centre, normal) - fissure_offset
         hu += 250 * np.exp(-0.5 * (dist / 0.6) ** 2)
-    local = (p - centre) @ basis  # coordinates along (normal, in-plane, in-plane)
+    local = dot(p - centre, basis)  # coordinates along (normal, in-plane, in-plane)
     lobes = 1 + (0.0 if pfn else 0.15) * ndimage.gaussian_filter(rng.normal(size=(size,) * 3), 3) / 0.05
     inside = np.sqrt(((local / radii) ** 2).sum(-1)) <= lobes
     solid = ndimage.gaussian_filter(inside.astype(np.float32), 0.7)  # partial-volume edge

@@ -35,6 +35,7 @@ import pandas as pd
 from PIL import Image
 
 from ..parallel import fork_map
+from .exact import dot, power
 
 BODY_PARTS = ("ELBOW", "FINGER", "FOREARM", "HAND", "HUMERUS", "SHOULDER", "WRIST")
 ARCHIVE = "MURA-v1.1"
@@ -181,7 +182,7 @@ def _abnormality(kind: str, bones: list[tuple], rng: np.random.Generator) -> dic
 def _to_pixels(points: np.ndarray, pose: dict) -> np.ndarray:
     """Unit-square points (k, 2) -> pixel coordinates under the view's similarity transform."""
     rot = np.array([[np.cos(pose["angle"]), -np.sin(pose["angle"])], [np.sin(pose["angle"]), np.cos(pose["angle"])]])
-    return (points - 0.5) @ rot.T * pose["scale"] + pose["centre"]
+    return dot(points - 0.5, rot.T) * pose["scale"] + pose["centre"]
 
 
 def _window(seg: np.ndarray, margin: float, h: int, w: int) -> tuple[slice, slice]:
@@ -222,7 +223,7 @@ def _render(h: int, w: int, bones: list, metal: list, pose: dict, build: dict, r
         att[win] += 4.0 * (d <= rm).astype(np.float32)
     img = 1 - np.exp(-build["gain"] * att)
     img = cv2.GaussianBlur(img, (0, 0), 0.6)
-    img = build["offset"] + (1 - build["offset"]) * np.clip(img, 0, 1) ** build["gamma"]
+    img = build["offset"] + (1 - build["offset"]) * power(np.clip(img, 0, 1), build["gamma"])
     img += rng.normal(0, build["noise"], img.shape).astype(np.float32)
     return np.clip(img, 0, 1)
 
@@ -366,7 +367,7 @@ def ensure_archive(root: str | Path, preset: str = "small", *, seed: int = 0, n_
     stamp = root / "ARCHIVE"
     # the version ends the tag: bump it whenever the pictures change, so an archive cached by an older
     # generator is made again (v2: windowed capsule drawing redrew pixels of 9 `small` images)
-    tag = f"synthetic MURA-v1.1 preset={preset} seed={seed} v2\n"
+    tag = f"synthetic MURA-v1.1 preset={preset} seed={seed} v3\n"  # v3: CPU-independent gamma (synth.exact.power)
     if stamp.exists() and stamp.read_text() == tag and (root / ARCHIVE / "valid_labeled_studies.csv").exists():
         return root / ARCHIVE
     stamp.unlink(missing_ok=True)  # an interrupted run must not leave a valid-looking stamp

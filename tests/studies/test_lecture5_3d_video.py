@@ -69,14 +69,14 @@ def test_action_clips_reverse_the_same_kind_of_clip():
 
 
 def test_instance_ap_runs_and_splitting_helps(tmp_path, monkeypatch):
-    monkeypatch.setattr(L5, "DATA", tmp_path)
+    monkeypatch.setenv("MEDVID_DATA", str(tmp_path))
     t = L5.run_instance_ap(n_images=2)["table"]
     assert ((t[["AP", "AP50", "AP75"]] >= 0) & (t[["AP", "AP50", "AP75"]] <= 100)).all().all()
     assert (t["AP50"] >= t["AP75"]).all() and (t["AP50"] >= t["AP"]).all()
 
 
 def test_multiview_vs_3d_tiny_run(tmp_path, monkeypatch):
-    monkeypatch.setattr(L5, "DATA", tmp_path)
+    monkeypatch.setenv("MEDVID_DATA", str(tmp_path))
     r = L5.run_multiview_vs_3d(n_nodules=12, nodule_epochs=1, batch_size=8, test_size=0.5)
     t = r["table"]
     assert len(t) == 5 and t["accuracy"].between(0, 1).all()
