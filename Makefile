@@ -29,6 +29,7 @@ test-replay: $(STAMP)
 notebooks: $(STAMP)
 	MEDVID_REPLAY=1 MEDVID_RECORD_REFERENCE=1 $(PY) -m jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=1200 \
 		--ExecutePreprocessor.kernel_name=medvid notebooks/*.ipynb
+	$(PY) -m medvid_core tidy notebooks/*.ipynb
 
 bench: $(STAMP)
 	for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -78,6 +78,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", help="default: OUTPUT_ROOT/STUDY")
     p.add_argument("--output-root", default="outputs", help="default: %(default)s")
 
+    p = sub.add_parser("findings", help="every run's findings (metrics.json) as one table: claim | paper | mean | "
+                                        "min to max | holds in k of n")
+    p.add_argument("paths", nargs="*", default=["outputs"], metavar="DIR",
+                   help="run folders or folders holding them (default: outputs)")
+    p.add_argument("--csv", metavar="PATH.csv", help="also write the table here")
+
+    p = sub.add_parser("tidy", help="keep one final line per progress bar in executed notebooks (in place)")
+    p.add_argument("notebooks", nargs="+", metavar="NOTEBOOK.ipynb")
+
     p = sub.add_parser("params", help="show a study's parameters")
     p.add_argument("study")
     dirs(p, output=False)
@@ -148,6 +157,21 @@ def main(argv: list[str] | None = None) -> int:
             return _batch(args)
         if args.command == "data":
             return _data_import(args)
+        if args.command == "findings":
+            from .findings import read_runs, summarize, to_markdown
+
+            table = summarize(read_runs(args.paths))
+            if args.csv:
+                table.to_csv(args.csv, index=False)
+            print(to_markdown(table) if len(table) else "no complete run with findings under "
+                  + ", ".join(args.paths), flush=True)
+            return 0
+        if args.command == "tidy":
+            from .runner import tidy_notebook
+
+            for path in args.notebooks:
+                print(f"{path}: {tidy_notebook(path)} output(s) tidied", flush=True)
+            return 0
         if args.command == "collect":
             from .collect import collect
 

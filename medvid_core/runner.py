@@ -186,6 +186,41 @@ def _fsync_write(path: Path, text: str) -> None:
 # ---------------------------------------------------------------------------- run
 
 
+def collapse_progress(text: str) -> str:
+    """What a terminal shows of `text`: each line's part after its last carriage return. tqdm redraws a
+    bar with ``\r`` many times a second; a saved notebook keeps one final line per bar, not every redraw."""
+    return "\n".join(line.rsplit("\r", 1)[-1] for line in text.split("\n"))
+
+
+def tidy_notebook(path: str | Path) -> int:
+    """Merge each cell's consecutive stream outputs of one stream (stdout, stderr) and collapse their
+    progress-bar redraws (in place); returns how many cells changed. The executed notebook then reads as
+    the run's console looked at its end: one final line per bar."""
+    path = Path(path)
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    changed = 0
+    for cell in nb.get("cells", []):
+        merged = []
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream":
+                text = "".join(out["text"]) if isinstance(out["text"], list) else out["text"]
+                if merged and merged[-1].get("output_type") == "stream" and merged[-1]["name"] == out["name"]:
+                    merged[-1]["text"] += text
+                    continue
+                out = {**out, "text": text}
+            merged.append(out)
+        for out in merged:
+            if out.get("output_type") == "stream":
+                lines = collapse_progress(out["text"]).split("\n")
+                out["text"] = [line + "\n" for line in lines[:-1]] + ([lines[-1]] if lines[-1] else [])
+        if merged != cell.get("outputs", []):
+            cell["outputs"] = merged
+            changed += 1
+    if changed:
+        path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return changed
+
+
 def run(
     study: str,
     *,
@@ -236,6 +271,7 @@ def run(
             log_output=True,
         )
     except PapermillExecutionError as exc:
+        tidy_notebook(staging / executed)
         message = (f"{_show(notebook)} failed in cell {exc.cell_index + 1} "
                    f"(exec count {exc.exec_count}): {exc.ename}: {exc.evalue}")
         cause = None
@@ -243,6 +279,7 @@ def run(
         message = f"{_show(notebook)} could not be executed: {type(exc).__name__}: {exc}"
         cause = exc
     else:
+        tidy_notebook(staging / executed)
         marker = {"study": study, "name": spec.name, "digest": spec.digest,
                   "wall_s": round(time.monotonic() - t0, 1)}
         _fsync_write(staging / COMPLETE, json.dumps(marker, indent=1) + "\n")

@@ -280,3 +280,25 @@ def test_notebook_parameters_and_pick(tmp_path):
     assert pick([train, lambda *, offset: 0], params, exclude=["lr"]) == {"epochs": 3, "offset": 0}
     with pytest.raises(ParamError, match="not defined yet"):
         notebook_parameters("study", {"epochs": 1}, notebook_dir=tmp_path)
+
+
+def test_tidy_keeps_one_final_line_per_progress_bar(tmp_path):
+    """tqdm under nbconvert/papermill saves every redraw as its own stream output; tidy leaves what the
+    console showed at the end, and touches nothing else."""
+    import json
+
+    from medvid_core.runner import collapse_progress, tidy_notebook
+
+    assert collapse_progress("\ra 0%\ra 50%\ra 100%\nnext\n") == "a 100%\nnext\n"
+    redraws = [{"output_type": "stream", "name": "stderr", "text": f"\rfit: {k}/4"} for k in range(5)]
+    nb = {"cells": [{"cell_type": "code", "outputs": [
+        {"output_type": "stream", "name": "stdout", "text": ["kept\n"]}, *redraws,
+        {"output_type": "stream", "name": "stderr", "text": "\n"},
+        {"output_type": "execute_result", "data": {"text/plain": "42"}, "metadata": {}, "execution_count": 1}]}],
+        "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    path = tmp_path / "x.ipynb"
+    path.write_text(json.dumps(nb))
+    assert tidy_notebook(path) == 1 and tidy_notebook(path) == 0
+    outs = json.loads(path.read_text())["cells"][0]["outputs"]
+    assert [o.get("text") for o in outs] == [["kept\n"], ["fit: 4/4\n"], None]
+    assert outs[2]["data"] == {"text/plain": "42"}
