@@ -298,9 +298,16 @@ def score_crop(crop_: Box, abnormalities: Sequence[Box], flags: Sequence[Box], *
     )
 
 
+def empty_map(saliency: np.ndarray) -> bool:
+    """True for a map with nothing to point at: constant everywhere (all zeros included)."""
+    return bool(np.ptp(saliency) == 0)
+
+
 def map_mass(saliency: np.ndarray, boxes: Sequence[Box], *, map_to_image: tuple[float, float] = (1.0, 1.0)) -> float:
     """Fraction of a non-negative map's total inside the union of `boxes` (image pixels; the map is
-    (h, w) and `map_to_image` = (sx, sy) scales map pixels to image pixels). NaN without boxes."""
+    (h, w) and `map_to_image` = (sx, sy) scales map pixels to image pixels). NaN without boxes, and NaN for
+    an all-zero map (e.g. a Grad-CAM whose weighted channels are all negative): it points nowhere, which is
+    reported (`empty_map`), not scored as 0."""
     if not len(boxes):
         return float("nan")
     h, w = saliency.shape
@@ -309,12 +316,13 @@ def map_mass(saliency: np.ndarray, boxes: Sequence[Box], *, map_to_image: tuple[
     for x0, y0, x1, y1 in boxes:
         mask[int(np.floor(y0 / sy)):int(np.ceil(y1 / sy)), int(np.floor(x0 / sx)):int(np.ceil(x1 / sx))] = True
     total = float(saliency.sum())
-    return float(saliency[mask].sum()) / total if total > 0 else 0.0
+    return float(saliency[mask].sum()) / total if total > 0 else float("nan")
 
 
 def pointing_hit(saliency: np.ndarray, boxes: Sequence[Box], *, map_to_image: tuple[float, float] = (1.0, 1.0)) -> float:
-    """1.0 when the map's maximum falls inside one of `boxes` (image pixels), else 0.0; NaN without boxes."""
-    if not len(boxes):
+    """1.0 when the map's maximum falls inside one of `boxes` (image pixels), else 0.0; NaN without boxes
+    and for a constant map, which has no maximum to point with (argmax would say its first pixel)."""
+    if not len(boxes) or empty_map(saliency):
         return float("nan")
     y, x = np.unravel_index(int(np.argmax(saliency)), saliency.shape)
     px, py = (x + 0.5) * map_to_image[0], (y + 0.5) * map_to_image[1]

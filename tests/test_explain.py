@@ -154,3 +154,11 @@ def test_scores_against_ground_truth():
     assert explain.map_mass(sal, [(6, 4, 8, 6)], map_to_image=(2, 2)) == pytest.approx(0.75)
     assert explain.pointing_hit(sal, [(6, 4, 8, 6)], map_to_image=(2, 2)) == 1.0
     assert explain.pointing_hit(sal, [(0, 0, 4, 4)], map_to_image=(2, 2)) == 0.0
+
+
+def test_an_empty_map_is_reported_not_scored():
+    """An all-zero map (Grad-CAM with every weighted channel negative) points nowhere: NaN, not a miss."""
+    zero = np.zeros((8, 8), np.float32)
+    assert explain.empty_map(zero) and not explain.empty_map(np.eye(8))
+    assert np.isnan(explain.map_mass(zero, [(0, 0, 4, 4)]))
+    assert np.isnan(explain.pointing_hit(zero, [(0, 0, 4, 4)]))
