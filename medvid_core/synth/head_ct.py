@@ -5,7 +5,9 @@ ship inside nilearn's wheel (no download): parenchyma, ventricles, sulci and cis
 their real places. Around the intracranial space we grow a skull shell (dense tables, lighter
 diploe) and a scalp. Each subject is warped (smooth random deformation, head size, pitch from
 gantry tilt, small roll/yaw and shift), turned into Hounsfield units with per-subject tissue
-offsets and noise, and cut into 5 mm axial slices.
+offsets and noise, and cut into 5 mm axial slices. Each scan also has its own centre's look
+(`MULTI_CENTRE`: field of view, positioning, noise, reconstruction kernel, calibration), shared by all its
+slices: the patient signature that makes a slice-randomised split leak, as it does on real data.
 
 Bleeds follow their subtype, in template space so that they respect the anatomy:
 subdural: a crescent hugging the inner table over a wide arc; epidural: a short, thick
@@ -73,17 +75,34 @@ class Preset:
     jls_fraction: float = 0.05  # series stored JPEG-LS Lossless
     quirk_fraction: float = 0.1  # series with the RSNA 12-bit unsigned quirk
     duplicate_rows: int = 12  # label rows written twice, as in the real CSV
+    # How much one scan differs from the next: what a patient's slices share and another patient's do not
+    # (multi-centre data: scanners, protocols, positioning). A slice-randomised split lets a network
+    # memorise this signature; a subject-randomised split does not.
+    fov_jitter: float = 0.05  # relative spread of the pixel spacing (display field of view)
+    tilt_deg: float = 4.0  # roll and yaw range, degrees (pitch: gantry tilt, -14..8)
+    offset_mm: float = 0.0  # extra spread of the head's in-plane position (patients are not centred)
+    noise_hu: tuple[float, float] = (3.5, 6.0)  # range of the scan's noise SD (dose, scanner)
+    kernel_px: tuple[float, float] = (0.5, 0.5)  # range of the reconstruction blur, pixels (soft to sharp kernels)
+    calibration_hu: float = 0.0  # SD of a scan-wide HU offset (water calibration, scanner model)
 
+
+#: scan-to-scan variation of a multi-centre collection such as RSNA's (several scanners, protocols and
+#: positionings): display field of view 200-290 mm, heads turned up to 10 degrees and off-centre, low-dose
+#: to standard noise, soft to sharp kernels, a few HU of calibration offset. Each patient's slices share
+#: their scan's values, which is what a slice-randomised split lets a network recognise (tiny keeps the
+#: narrow defaults, for unit tests).
+MULTI_CENTRE = dict(fov_jitter=0.15, tilt_deg=10.0, offset_mm=15.0, noise_hu=(3.0, 12.0), kernel_px=(0.3, 1.2),
+                    calibration_hu=8.0)
 
 PRESETS = {
     # laptop default: 2 CPU cores generate it in under a minute. 120 subjects, so that a subject-level
     # 15 % test split holds about 17 heads with every subtype in it (40 gave 6 heads, 3 subtypes absent)
-    "small": Preset(n_subjects=120, positive_fraction=0.5, rows=96, fov_mm=240.0),
+    "small": Preset(n_subjects=120, positive_fraction=0.5, rows=96, fov_mm=240.0, **MULTI_CENTRE),
     # tiny: unit tests
     "tiny": Preset(n_subjects=6, positive_fraction=0.5, rows=64, fov_mm=240.0, template_mm=2.0, duplicate_rows=3,
                    rle_fraction=0.16, j2k_fraction=0.16, jls_fraction=0.16, quirk_fraction=0.16, unannotated_fraction=0.16),
     # the seed's working size (RSNA 512 px slices downscaled to 256) on a few hundred subjects: a long job
-    "paper": Preset(n_subjects=400, rows=256, template_mm=1.0),
+    "paper": Preset(n_subjects=400, rows=256, template_mm=1.0, **MULTI_CENTRE),
 }
 
 
@@ -154,10 +173,10 @@ def _bleed_mask(b: dict, q: np.ndarray, m: np.ndarray) -> np.ndarray:
 def _subject_volume(rng: np.random.Generator, tpl: Template, preset: Preset, positive: bool):
     """HU slices (n, rows, rows), bleed bit masks (n, rows, rows) uint8, geometry, bleed list."""
     rows = preset.rows
-    spacing = preset.fov_mm / rows * rng.uniform(0.95, 1.05)
+    spacing = preset.fov_mm / rows * rng.uniform(1 - preset.fov_jitter, 1 + preset.fov_jitter)
     scale = rng.normal(1.0, 0.05)
-    rot = _rotation(np.deg2rad(rng.uniform(-14, 8)), *np.deg2rad(rng.uniform(-4, 4, 2)))
-    centre = np.array([rng.normal(0, 3), rng.normal(-20, 4), 0.0])  # template point at the image centre
+    rot = _rotation(np.deg2rad(rng.uniform(-14, 8)), *np.deg2rad(rng.uniform(-preset.tilt_deg, preset.tilt_deg, 2)))
+    centre = np.array([rng.normal(0, 3 + preset.offset_mm), rng.normal(-20, 4 + preset.offset_mm), 0.0])  # at the image centre
     waves = rng.normal(0, 1, (6, 3)) * (2 * np.pi / rng.uniform(90, 160))
     amps, phases = rng.normal(0, 2.5, (6, 3)), rng.uniform(0, 2 * np.pi, 6)
     z0 = rng.uniform(-42, -30)
@@ -211,8 +230,11 @@ def _subject_volume(rng: np.random.Generator, tpl: Template, preset: Preset, pos
         back = head_y.max() + rng.uniform(9, 14)
         shell = np.abs(Y - (back + 0.006 * X**2)) < rng.uniform(2.0, 3.5)
         hu = np.where(shell & (np.abs(X) < 75) & (hu < -500), rng.uniform(150, 350), hu)
-    hu = hu + np.where(hu > -900, rng.normal(0, rng.uniform(3.5, 6.0), hu.shape), 0)
-    hu = ndimage.gaussian_filter(hu, (0, 0.5, 0.5))  # reconstruction kernel
+    hu = hu + np.where(hu > -900, rng.normal(0, rng.uniform(*preset.noise_hu), hu.shape), 0)
+    blur = rng.uniform(*preset.kernel_px) if preset.kernel_px[0] != preset.kernel_px[1] else preset.kernel_px[0]
+    hu = ndimage.gaussian_filter(hu, (0, blur, blur))  # reconstruction kernel
+    if preset.calibration_hu:  # the scanner's offset, on everything but air
+        hu = np.where(hu > -900, hu + rng.normal(0, preset.calibration_hu), hu)
     geometry = dict(spacing=spacing, zs=zs, origin_xy=(float(c[0]), float(c[0])))
     return hu.astype(np.float32), bits, geometry, bleeds
 
@@ -318,7 +340,7 @@ def generate_cohort(root: str | Path, *, preset: str = "small", seed: int = 0, n
     root = Path(root)
     p = PRESETS[preset]
     stamp = root / "cohort.json"
-    want = {"generator": "head_ct/2", "preset": preset, "seed": seed, **asdict(p)}
+    want = json.loads(json.dumps({"generator": "head_ct/2", "preset": preset, "seed": seed, **asdict(p)}))  # tuples as JSON lists
     if stamp.exists() and json.loads(stamp.read_text()) == want:
         return root
     tpl = template(p.template_mm)

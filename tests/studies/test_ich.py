@@ -117,7 +117,7 @@ def test_paper_numbers_and_side_by_side():
 def test_paper_params_file():
     p = load_params_file(REPO_ROOT / "params/ich/paper.yaml")
     assert (p["load_size"], p["image_size"], p["batch_size"]) == (256, 224, 32)
-    assert (p["leakage_epochs"], p["exp2_epochs"], p["exp2_lr"]) == (150, 50, 1e-2)
+    assert (p["leakage_epochs"], p["exp2_epochs"], p["exp2_lr"]) == ({"cnn4": 150, "vgg16": 150}, 50, 1e-2)
     assert p["leakage_lr"] == {"cnn4": 1e-3, "vgg16": 1e-3}
     assert p["exp2_model"] == "resnet152" and p["vgg_width"] == p["resnet_width"] == 1.0
 
@@ -153,7 +153,35 @@ def test_leakage_lr_per_model(loaded, monkeypatch):
         ich.leakage_table(slices, store=store, leakage_models=["vgg16"], leakage_epochs=1,
                           leakage_lr={"cnn4": 1e-3, "vgg16": 1e-4})
     assert seen == [("vgg16", 1e-4)]
-    with pytest.raises(ValueError, match="no learning rate for vgg16"):
+    with pytest.raises(ValueError, match="leakage_lr has no value for vgg16"):
         ich.leakage_table(slices, store=store, leakage_models=["cnn4", "vgg16"], leakage_epochs=1,
                           leakage_lr={"cnn4": 1e-3})
     assert seen == [("vgg16", 1e-4)]  # refused before any training
+
+
+def test_leakage_epochs_per_model(loaded, monkeypatch):
+    """Epochs per network too: the laptop run gives CNN4 the epochs to memorise heads and VGG16 fewer."""
+    slices, store = loaded[1], loaded[2]
+    seen = []
+
+    def fake(name, train, test, *, epochs, **kw):
+        seen.append((name, epochs))
+        raise StopIteration  # only the epochs routing is under test
+
+    monkeypatch.setattr(ich, "run_trial", fake)
+    with pytest.raises(StopIteration):
+        ich.leakage_table(slices, store=store, leakage_models=["cnn4", "vgg16"], leakage_epochs={"cnn4": 12, "vgg16": 4},
+                          leakage_lr=1e-3)
+    assert seen == [("cnn4", 12)]
+    with pytest.raises(ValueError, match="leakage_epochs has no value for vgg16"):
+        ich.leakage_table(slices, store=store, leakage_models=["cnn4", "vgg16"], leakage_epochs={"cnn4": 12},
+                          leakage_lr=1e-3)
+
+
+def test_findings_judge_the_leak_by_its_rule():
+    leak = pd.DataFrame([("cnn4", "slices", 0.80), ("cnn4", "subjects", 0.66), ("vgg16", "slices", 0.70),
+                         ("vgg16", "subjects", 0.68)], columns=["model", "split", "auc"])
+    found = {f["claim"].split(":")[0]: f for f in ich.findings(leak, {})}
+    assert found["CNN4"]["ours"] == pytest.approx(0.14) and found["CNN4"]["holds"] is True
+    assert found["VGG16"]["holds"] is False and "0.98 vs 0.66" in found["CNN4"]["paper"]
+    assert "CNN4 scores AUC 0.80 on the slice split against 0.66" in ich.leak_words(leak)
