@@ -352,7 +352,7 @@ def test_killed_batch_rerun_keeps_finished_runs_and_completes_the_rest(nbdir, tm
 
 
 def test_shipped_grids_validate():
-    grids = sorted((REPO_ROOT / "params").glob("grid*.yaml"))
+    grids = sorted((REPO_ROOT / "params").glob("grid*.yaml")) + [REPO_ROOT / "params" / "findings.yaml"]
     assert grids
     for grid in grids:
         assert load_grid(grid, notebook_dir=REPO_ROOT / "notebooks")

@@ -27,6 +27,7 @@ import medvid_core.models.vgg  # noqa: F401  (registers vgg16)
 from medvid_core.data import leakage_report
 from medvid_core.io.dicom import DicomError, read_header, read_hu
 from medvid_core.io.rsna import SUBTYPES, read_rsna_labels
+from medvid_core.findings import finding
 from medvid_core.metrics import Measure, auc_score, binary_scores, bootstrap_measure, weighted_log_loss
 from medvid_core.models import count_parameters, get_model
 from medvid_core.models.cnn4 import replace_head
@@ -37,6 +38,11 @@ from medvid_core.transforms import remove_background, window_stack
 
 STUDY = "ich"
 BLEEDS = list(SUBTYPES[:5])
+
+#: where the findings that a laptop run does not show can be seen (named by the notebook's findings cell)
+LONGER_RUNS = ("The paper's protocol, `params/ich/paper.yaml` (full-width CNN4 and VGG16 at 224 pixels, 150 epochs; "
+               "experiment 2's 50 SGD epochs) on a GPU, trains long enough to memorise a head, and a cohort of 400 "
+               "subjects (`cohort_preset=\"paper\"`) gives the subtype scores a few hundred test heads.")
 
 # ----------------------------------------------------------------------------- the paper's numbers
 # Leakage table (the seed's slide "Results", from Castro et al.): binary hemorrhage on CQ500 slices.
@@ -344,24 +350,91 @@ def measures(leak_trials: dict, exp2: dict) -> dict[str, Measure]:
     return out
 
 
+def leak_words(leak: pd.DataFrame) -> str:
+    """The leakage table in words: each network's slice-split and subject-split AUC and their gap."""
+    t = leak.set_index(["model", "split"])
+    parts = []
+    for model in dict.fromkeys(leak["model"]):
+        s, u = t.loc[(model, "slices"), "auc"], t.loc[(model, "subjects"), "auc"]
+        size = "a leak of the seed's size" if s - u >= 0.2 else "a clear leak" if s - u >= 0.1 else \
+            "no clear leak" if s - u > -0.05 else "the subject split ahead"
+        parts.append(f"{model.upper()} scores AUC {s:.2f} on the slice split against {u:.2f} on the subject split "
+                     f"({s - u:+.2f}: {size})")
+    return "In this run " + "; ".join(parts) + "."
+
+
+def exp2_words(exp2: dict, heads: dict) -> str:
+    """Experiment 2's multi-label result in words, from its scores and the within-head AUCs."""
+    if "multilabel" not in exp2:
+        return ""
+    t, h = exp2["multilabel"], heads.get("multilabel", {"per_group": {}, "mean": float("nan")})
+    aucs = {c: t.scores[c]["auc"] for c in BLEEDS}
+    above = sorted((c for c, a in aucs.items() if a > 0.5), key=lambda c: -aucs[c])
+    pos = {c: int(t.test[c].sum()) for c in BLEEDS}
+    few = [c for c in BLEEDS if pos[c] < 10]
+    per = list(h["per_group"].values())
+    text = (f"In this run the pooled AUC is above chance for {len(above)} of 5 subtypes ("
+            + ", ".join(f"{c} {aucs[c]:.2f}" for c in above) + f") and {t.scores['any']['auc']:.2f} for `any`.")
+    if per:
+        text += (f" Inside the {len(per)} bleeding test heads the AUC of `any` averages {h['mean']:.2f} "
+                 f"(from {min(per):.2f} to {max(per):.2f}): "
+                 + ("the model ranks a head's bleeding slices above its clean ones more often than not."
+                    if h["mean"] > 0.6 else "the model tells bleeding heads from clean ones better than it finds the "
+                    "bleeding slices inside a head."))
+    if few:
+        text += " " + ", ".join(f"{c} has {pos[c]}" for c in few) + " positive test slice(s), so one head can swing its AUC."
+    return text
+
+
+def findings(leak: pd.DataFrame, exp2: dict) -> list[dict]:
+    """The seed's headline claims against this run (`medvid_core.findings`): the leak for each network
+    (slice-split AUC minus subject-split AUC, held when at least 0.10) and experiment 2's accuracy
+    against the always-"no bleed" answer."""
+    out = []
+    paper = PAPER_LEAKAGE.set_index(["model", "split"])
+    ours = leak.set_index(["model", "split"])
+    for model in dict.fromkeys(leak["model"]):
+        gap = ours.loc[(model, "slices"), "auc"] - ours.loc[(model, "subjects"), "auc"]
+        p = paper.loc[model, "auc"]
+        out.append(finding(f"{model.upper()}: a slice-randomised split scores above a subject-randomised one (the leak)",
+                           paper=f"AUC {p['slices']:.2f} vs {p['subjects']:.2f} ({p['slices'] - p['subjects']:+.2f})",
+                           ours=gap, unit="AUC", holds=gap >= 0.10, rule="slice-split AUC - subject-split AUC >= 0.10"))
+    if "multilabel" in exp2:
+        t = exp2["multilabel"]
+        gain = t.scores["mean_accuracy"] - float(np.mean([1 - t.test[c].mean() for c in BLEEDS]))
+        out.append(finding("Multi-label ResNet-152: mean subtype accuracy above answering 'no bleed' everywhere",
+                           paper=f"{PAPER_EXPERIMENT2['multilabel_mean_accuracy']:.2f} mean accuracy (no baseline given)",
+                           ours=gain, unit="accuracy", holds=gain > 0,
+                           rule="mean subtype accuracy - that of the all-negative answer > 0"))
+    return out
+
+
 # ----------------------------------------------------------------------------- tables
-def leakage_table(df: pd.DataFrame, *, store: SliceStore, leakage_models: list[str], leakage_epochs: int,
+def _per_model(value, models: list[str], name: str) -> dict:
+    """One value for every model, or a mapping with one per model (a missing model is a ValueError)."""
+    per = value if isinstance(value, dict) else dict.fromkeys(models, value)
+    missing = [m for m in models if m not in per]
+    if missing:
+        raise ValueError(f"{name} has no value for {', '.join(missing)}; it has {sorted(per)}")
+    return per
+
+
+def leakage_table(df: pd.DataFrame, *, store: SliceStore, leakage_models: list[str], leakage_epochs: int | dict[str, int],
                   leakage_lr: float | dict[str, float], leakage_optimizer: str = "adam", leakage_balance: str = "class_weights",
                   test_size: float = 0.15, seed: int = 0, **trial_kw) -> tuple[pd.DataFrame, dict]:
     """The seed's leakage experiment: each model trained and tested on a slice-randomised and on a
     subject-randomised 85/15 split (binary `any`), with the subject overlap `leakage_report` finds.
     Returns (table, trials keyed by (model, split)); `trial_kw` goes to `run_trial`.
     `leakage_lr`: one Adam learning rate, or one per model ({"cnn4": 1e-3, "vgg16": 1e-4}: a VGG16
-    without batch norm trained from scratch needs the smaller step)."""
-    rates = leakage_lr if isinstance(leakage_lr, dict) else dict.fromkeys(leakage_models, leakage_lr)
-    missing = [m for m in leakage_models if m not in rates]
-    if missing:
-        raise ValueError(f"leakage_lr has no learning rate for {', '.join(missing)}; it has {sorted(rates)}")
+    without batch norm trained from scratch needs the smaller step). `leakage_epochs`: likewise (a laptop
+    run gives the small CNN4 the epochs it needs to memorise heads, and the slower VGG16 fewer)."""
+    rates = _per_model(leakage_lr, leakage_models, "leakage_lr")
+    epochs = _per_model(leakage_epochs, leakage_models, "leakage_epochs")
     rows, trials = [], {}
     for by in ("slices", "subjects"):
         train, test, report = split(df, by=by, test_size=test_size, seed=seed)
         for name in leakage_models:
-            t = run_trial(name, train, test, store=store, task="binary", epochs=leakage_epochs, lr=rates[name],
+            t = run_trial(name, train, test, store=store, task="binary", epochs=epochs[name], lr=rates[name],
                           optimizer=leakage_optimizer, balance=leakage_balance, seed=seed, **trial_kw)
             trials[(name, by)] = t
             s = t.scores["any"]

@@ -26,6 +26,7 @@ import medvid_core.models.two_stream  # noqa: F401
 from medvid_core.io.nifti import load_volume
 from medvid_core.io.nuclei import load_nuclei_sample
 from medvid_core.losses import SparseDiceCELoss
+from medvid_core.findings import finding
 from medvid_core.metrics import Measure, accuracy, auc_score, average_precision, bootstrap_measure, dice, layer_cost
 from medvid_core.models import count_parameters, get_model
 from medvid_core.paths import data_dir
@@ -47,6 +48,9 @@ MASK_RCNN_COCO = pd.DataFrame(
      ("Mask R-CNN, ResNet-101-C4", 33.1, 54.9, 34.8), ("Mask R-CNN, ResNet-101-FPN", 35.7, 58.0, 37.8),
      ("Mask R-CNN, ResNeXt-101-FPN", 37.1, 60.0, 39.4)], columns=["method", "AP", "AP50", "AP75"])
 
+#: where the findings that a laptop run does not show can be seen (named by the notebook's findings cell)
+LONGER_RUNS = ("`params/lecture5_3d_video/longer.yaml` trains every section longer on more data; the test sets here "
+               "hold a few dozen samples, so one or two of them decide a small difference.")
 WIDTHS = (8, 16, 32)  # channels of the lesson's small CNNs: each trains in seconds on a CPU
 CROP = 24  # voxels per side the nodule models see (the centre of the 32-voxel cube)
 
@@ -456,7 +460,7 @@ def run_two_stream(*, clips, frames: int = 8, action_epochs: int = 15, action_lr
             ("temporal stream (optical flow) alone", model.temporal, _loader(flow[te], y[te], batch_size=64), {}),
             ("two-stream, late fusion (average)", model, _loader(dataset=pairs, batch_size=64), {"loss_fn": F.nll_loss})):
         rows.append({"model": label, **_scores(net, loader, keep=keep, name=label, **kw)})
-    return {"table": pd.DataFrame(rows), "model": model, "predictions": keep, "histories": {"spatial": hs, "temporal": ht},
+    return {"table": pd.DataFrame(rows), "model": model, "predictions": keep, "n_train": len(tr), "n_test": len(te), "histories": {"spatial": hs, "temporal": ht},
             "classes": names, "clips": clips, "flow": flow}
 
 
@@ -548,6 +552,118 @@ def measures(*, nodules: dict, unet: dict, two_stream: dict, cnn_rnn: dict) -> d
         key = "vol_00" if volume.startswith("volume 0") else "vol_01"
         out[f"sparse U-Net: {trained_on}, Dice {volume}"] = bootstrap_measure(
             _dice_of, pred, unet["volumes"][key]["labels"].numpy())
+    return out
+
+
+# ---------------------------------------------------------------------------- what the numbers say, in words
+
+def _n(x: float, n: int) -> int:
+    return int(round(x * n))
+
+
+def nodule_words(nodules: dict) -> str:
+    """Section 2's result in words, from the table: the multi-view gain counted in test nodules."""
+    t, n = nodules["table"].set_index("model"), nodules["n_test"]
+    views = t[t.index.str.startswith("stage 1")].accuracy
+    best, mv, c3 = views.idxmax().split(": ")[1], t.loc["multi-view 2D + second stage", "accuracy"], t.loc["3D CNN on the cube", "accuracy"]
+    diff = _n(mv, n) - _n(views.max(), n)
+    verdict = (f"beats the best single view ({best}, {views.max():.2f}) by {diff} of {n} test nodules"
+               if diff > 0 else f"does not beat the best single view ({best}, {views.max():.2f}): "
+               f"{'the same' if diff == 0 else f'{-diff} fewer'} of {n} test nodules right")
+    small = " One or two nodules is within the noise of a test set this small." if abs(diff) <= 2 else ""
+    return (f"In this run the multi-view model ({mv:.2f}) {verdict}.{small} The 3D CNN reaches {c3:.2f}: it sees the "
+            f"fissure and the nodule's flatness whatever their orientation.")
+
+
+def unet_words(unet: dict) -> str:
+    """Section 3's result in words: sparse against dense Dice on the unseen volume, and what both miss."""
+    t = unet["table"].set_index("trained on")
+    s, d = t.loc["sparse slices", "Dice volume 1 (unseen)"], t.loc["dense labels", "Dice volume 1 (unseen)"]
+    share = t.loc["sparse slices", "labelled voxels"]
+    close = abs(s - d) <= 0.05
+    text = (f"On the unseen volume the U-Net trained on {share:.0%} of the voxels scores Dice {s:.2f} against "
+            f"{d:.2f} for dense labels: {'as good, within 0.05' if close else 'a clear difference'}.")
+    if max(s, d) < 0.7:
+        text += (f" Both stay below 0.7: in {len(unet['histories']['dense labels'])} epochs neither has learnt the "
+                 "tubes' shape, and both still mark many of the round distractor blobs (see the figure). More epochs "
+                 "and steps (`params/lecture5_3d_video/longer.yaml`) are the next thing to try.")
+    return text
+
+
+def two_stream_words(two_stream: dict, *, n_train: int, n_classes: int) -> str:
+    """Section 5's result in words: each stream against chance, and whether averaging helped in this run."""
+    acc = two_stream["table"].set_index("model").accuracy
+    spatial, temporal, fused = acc.iloc[0], acc.iloc[1], acc.iloc[2]
+    best = max(spatial, temporal)
+    if fused > best:
+        fusion = f"averaging their scores helps: {fused:.2f} against the better stream's {best:.2f}"
+    else:
+        fusion = (f"averaging does not help here: {fused:.2f} against the better stream's {best:.2f}. Late fusion pays "
+                  "when the two streams are comparably good and wrong on different clips; a stream far weaker than "
+                  "the other mostly adds noise")
+    return (f"Chance is {1 / n_classes:.2f}. Trained from scratch on {n_train} clips, the spatial stream reaches "
+            f"{spatial:.2f} and the flow stream {temporal:.2f}; {fusion}. Simonyan & Zisserman also found the flow "
+            "stream the stronger one on UCF-101 (83.7% against 73.0%), and averaging gained 3 points there.")
+
+
+def cnn_rnn_words(cnn_rnn: dict, order: pd.DataFrame, *, n_classes: int) -> str:
+    """Section 6's result in words, from the accuracy table and the order check."""
+    acc = cnn_rnn["table"].set_index("model").accuracy
+    avg, lstm = acc.iloc[0], acc.iloc[1]
+    change = order.set_index("model")["max output change when the clip is reversed"]
+    if abs(avg - lstm) < 0.03:
+        cmp = "the two score alike"
+    else:
+        cmp = "averaging scores higher" if avg > lstm else "the LSTM scores higher"
+    return (f"Chance is {1 / n_classes:.2f}. Frame averaging reaches {avg:.2f} and the CNN + LSTM {lstm:.2f}: {cmp} "
+            f"in this run. The order check above played test clips backwards: averaging's output moved by "
+            f"{change.iloc[0]:.0e} (it cannot see order), the LSTM's by {change.iloc[1]:.2f}.")
+
+
+def findings(*, costs: pd.DataFrame, nodules: dict, unet: dict, inflation: dict, two_stream: dict, cnn_rnn: dict,
+             order: pd.DataFrame, roi: dict, instances: dict, kernel: int = 3) -> list[dict]:
+    """One claim per section, from this run's numbers (`medvid_core.findings`)."""
+    out = []
+    ct = costs[costs.input.str.startswith("CT")].set_index("layer")
+    ratio = ct.loc["3D", "GFLOPs"] / ct.loc["2D, slice by slice", "GFLOPs"]
+    out.append(finding("1. A 3D layer costs the kernel's depth times a 2D layer slid slice by slice",
+                       paper=f"a {kernel}x{kernel}x{kernel} filter has {kernel}x the weights of a {kernel}x{kernel} one",
+                       ours=ratio, unit="x", holds=abs(ratio - kernel) < 0.05 * kernel, rule=f"FLOPs ratio = {kernel}"))
+    nod = nodules["table"].set_index("model")
+    single = nod[nod.index.str.startswith("stage 1")].accuracy.max()
+    gain = nod.loc["multi-view 2D + second stage", "accuracy"] - single
+    out.append(finding("2. Three views together beat the best single view (Ciompi et al.)",
+                       paper="combining the views beat every single view", ours=gain, unit="accuracy",
+                       holds=gain > 0, rule="multi-view - best single-view accuracy > 0"))
+    u = unet["table"].set_index("trained on")
+    col = "Dice volume 1 (unseen)"
+    gap = u.loc["sparse slices", col] - u.loc["dense labels", col]
+    out.append(finding("3. A few annotated slices train the 3D U-Net about as well as dense labels (Cicek et al.)",
+                       paper="dense 3D segmentation from sparsely annotated slices", ours=gap, unit="Dice",
+                       holds=gap >= -0.05, rule="sparse - dense Dice on the unseen volume >= -0.05"))
+    i3d = inflation["table"].set_index("time padding")
+    diff = i3d.loc["replicate", "max |logit 3D - logit 2D|"]
+    out.append(finding("4. An inflated 2D network answers a boring video as the 2D network answers its frame (I3D)",
+                       paper="the inflated filters' responses equal the 2D ones on a repeated frame",
+                       ours=diff, unit="logit", holds=diff < 1e-4, rule="max |logit difference| < 1e-4"))
+    two = two_stream["table"].set_index("model").accuracy
+    gain = two.iloc[2] - max(two.iloc[0], two.iloc[1])
+    out.append(finding("5. Late fusion of the two streams beats either stream (Simonyan & Zisserman)",
+                       paper="UCF-101: spatial 73.0%, temporal 83.7%, averaged 86.9% (+3.2)", ours=gain,
+                       unit="accuracy", holds=gain > 0, rule="fused - best single-stream accuracy > 0"))
+    change = order.set_index("model")["max output change when the clip is reversed"]
+    out.append(finding("6. A CNN + LSTM depends on frame order, averaged frame features do not",
+                       paper="a recurrent network models the sequence; averaging discards it",
+                       ours=change.iloc[1], unit="logit", holds=change.iloc[1] > 1e-3 and change.iloc[0] < 1e-5,
+                       rule="LSTM output change on the reversed clip > 1e-3, averaging's < 1e-5"))
+    err = roi["table"]["RoI Align error"].abs().max()
+    out.append(finding("7. RoI Align samples the box exactly, RoI Pool snaps it to the grid (Mask R-CNN)",
+                       paper="RoI Align removes RoI Pool's quantisation", ours=err, unit="feature units",
+                       holds=err < 1e-6, rule="RoI Align's largest error < 1e-6"))
+    ap = instances["table"].set_index("detector").AP
+    out.append(finding("7. Splitting touching nuclei raises mask AP",
+                       paper="AP counts a merged pair as one miss and one wrong detection", ours=ap.iloc[1] - ap.iloc[0],
+                       unit="AP", holds=ap.iloc[1] > ap.iloc[0], rule="AP with the watershed split - without > 0"))
     return out
 
 

@@ -34,6 +34,7 @@ from ..io.mura import load_radiograph, read_mura
 from ..models import get_model
 from ..models import resnet2d as _resnet2d  # noqa: F401  (registers resnet152)
 from ..models import vgg as _vgg  # noqa: F401  (registers vgg19)
+from ..findings import finding
 from ..metrics import Measure, bootstrap_measure, kappa_score
 from ..paths import data_dir
 from ..synth.radiograph import ensure_archive, load_boxes
@@ -49,6 +50,9 @@ TABLE1 = pd.DataFrame([("VGG19", 23, 0.744), ("VGG19 + intensity rescaling", 18,
                       columns=["method", "paper_rank", "paper_kappa"])
 
 # Table II: ResNet-152 features + bagged SVMs per body part; last column the MURA baseline (DenseNet169)
+#: where the findings that a laptop run does not show can be seen (named by the notebook's findings cell)
+LONGER_RUNS = ("84 validation studies make a kappa uncertain by about 0.2. `params/mura_zoom/paper.yaml` (224-pixel "
+               "inputs, full-width VGG19, MURA-v1.1's study counts) on a GPU, or a real MURA download, shows more.")
 TABLE2 = pd.DataFrame(
     [("ELBOW", 85.8, 0.716, 3.01, 4931, 465, 0.710), ("FINGER", 78.9, 0.582, 2.22, 5106, 461, 0.389),
      ("FOREARM", 80.6, 0.601, 0.45, 1825, 301, 0.737), ("HAND", 79.1, 0.550, 2.54, 5543, 460, 0.815),
@@ -342,7 +346,9 @@ def attention_table(model, archive: Archive, *, rescale: bool, image_size: int =
 
     Pointing game (the map's maximum inside the box) and mass fraction inside the abnormality box and
     inside the flag box, for guided backprop, its local entropy and Grad-CAM; `chance` is the boxes'
-    area fraction (a uniform map)."""
+    area fraction (a uniform map). `empty_maps` counts maps that are constant (a Grad-CAM of the 'abnormal'
+    class is all zero when every channel's weighted sum is negative): they point nowhere and are left out
+    of the scores rather than scored as a miss."""
     ab, fl = archive.truth(archive.valid)
     keep = [i for i in range(len(archive.valid)) if ab[i] and fl[i]][:attention_images]
     if not keep:
@@ -355,17 +361,20 @@ def attention_table(model, archive: Archive, *, rescale: bool, image_size: int =
         for m, im, i in zip(maps, images, keep):
             h, w = im.shape
             scale = (w / image_size, h / image_size)
-            rows.append(dict(map=name, hit_abnormality=explain.pointing_hit(m, ab[i], map_to_image=scale),
+            rows.append(dict(map=name, empty_maps=float(explain.empty_map(m)),
+                             hit_abnormality=explain.pointing_hit(m, ab[i], map_to_image=scale),
                              hit_flag=explain.pointing_hit(m, fl[i], map_to_image=scale),
                              mass_abnormality=explain.map_mass(m, ab[i], map_to_image=scale),
                              mass_flag=explain.map_mass(m, fl[i], map_to_image=scale)))
     uniform = np.ones((image_size, image_size))
     for im, i in zip(images, keep):  # a uniform map: the boxes' area fractions
         scale = (im.shape[1] / image_size, im.shape[0] / image_size)
-        rows.append(dict(map="chance (uniform map)", hit_abnormality=np.nan, hit_flag=np.nan,
+        rows.append(dict(map="chance (uniform map)", empty_maps=np.nan, hit_abnormality=np.nan, hit_flag=np.nan,
                          mass_abnormality=explain.map_mass(uniform, ab[i], map_to_image=scale),
                          mass_flag=explain.map_mass(uniform, fl[i], map_to_image=scale)))
-    table = pd.DataFrame(rows).groupby("map", sort=False).mean()
+    rows = pd.DataFrame(rows)
+    table = rows.groupby("map", sort=False).mean()  # an empty map's NaN scores are left out of its mean
+    table["empty_maps"] = rows.groupby("map", sort=False).empty_maps.sum(min_count=1)
     table.insert(0, "images", len(keep))
     return table
 
@@ -448,6 +457,74 @@ def measures(archive: Archive, table1: dict, svm: pd.DataFrame | None = None) ->
         kept = pred >= 0
         out["SVM image kappa, all body parts"] = bootstrap_measure(
             kappa_score, archive.valid.label.to_numpy()[kept], pred[kept], groups=archive.valid.study.to_numpy()[kept])
+    return out
+
+
+def attention_words(attention: pd.DataFrame, *, image_size: int = 64) -> str:
+    """The title's question answered from the attention table: where guided backprop and Grad-CAM put
+    their weight, against the uniform map's level, how many Grad-CAM maps were empty, and how coarse the
+    Grad-CAM grid is (VGG19's last block sees the input at 1/16 of its side)."""
+    if not len(attention):
+        return "No abnormal image with a flag to score (a real MURA folder has no boxes)."
+    chance = attention.loc["chance (uniform map)"]
+    parts = []
+    for name in ("guided backprop", "Grad-CAM"):
+        r = attention.loc[name]
+        flag, ab = r.mass_flag / chance.mass_flag, r.mass_abnormality / chance.mass_abnormality
+        where = "the flag" if flag > ab else "the abnormality"
+        parts.append(f"{name} puts {flag:.1f}x the uniform share of its weight on the flag and {ab:.1f}x on the "
+                     f"abnormality, so more on {where}")
+    cam, n = attention.loc["Grad-CAM"], int(attention.loc["Grad-CAM", "images"])
+    empty = int(cam.empty_maps) if "empty_maps" in attention and pd.notna(cam.empty_maps) else 0
+    text = "; ".join(parts) + "."
+    if empty:
+        text += (f" {empty} of {n} Grad-CAM maps are empty (all zero): for those images every channel of the last "
+                 "block weighs against 'abnormal', and the ReLU of Grad-CAM leaves nothing. They point nowhere and "
+                 f"are left out of its scores, which come from the other {n - empty}.")
+    grid = max(1, image_size // 16)
+    text += (f" Grad-CAM is also coarse here: at {image_size} pixels VGG19's last block is a {grid}x{grid} grid, one "
+             f"cell {1 / grid**2:.0%} of the image, while a flag or abnormality box covers about "
+             f"{chance.mass_flag:.0%}: upsampled, a cell can say which part of the image, not which box. Guided "
+             "backprop works at the input's own resolution.")
+    return text
+
+
+def table2_words(svm: pd.DataFrame) -> str:
+    """Table II in words: which body parts' SVMs beat the majority class, against the paper's range."""
+    k = svm.kappa.dropna()
+    learnt = k[k > 0.05].sort_values(ascending=False)
+    flat = k[k <= 0.05]
+    text = (f"The SVMs reach kappa above 0.05 on {len(learnt)} of {len(k)} body parts"
+            + (" (" + ", ".join(f"{p.lower()} {v:.2f}" for p, v in learnt.items()) + ")" if len(learnt) else "")
+            + (f" and stay near the majority class on {', '.join(p.lower() for p in flat.index)}" if len(flat) else "")
+            + f", against the paper's {TABLE2.paper_kappa.min():.2f}-{TABLE2.paper_kappa.max():.2f}.")
+    return text + (f" About {int(svm.train_samples.median())} training images per body part against the paper's "
+                   f"{int(TABLE2.paper_train_samples.min()):,}-{int(TABLE2.paper_train_samples.max()):,}, and a "
+                   "random-init network, keep these far below.")
+
+
+def findings(table1: dict, attention: pd.DataFrame, zoom_kappa: pd.DataFrame) -> list[dict]:
+    """The paper's claims against this run: rescaling's kappa gain (Table I), guided backprop's attention
+    on the flags rather than the abnormality (Figs 3-4: mass in the box over the box's area share, flag
+    over abnormality), and whether one zoom step raises the study kappa (the paper got no gain)."""
+    out = []
+    plain, rescaled = (table1[m]["kappa"].loc["ALL", "study_kappa"] if m in table1 else np.nan for m in TABLE1.method)
+    paper = TABLE1.set_index("method").paper_kappa
+    out.append(finding("Intensity rescaling raises the study kappa (Table I)",
+                       paper=f"{paper.iloc[0]:.3f} -> {paper.iloc[1]:.3f} ({paper.iloc[1] - paper.iloc[0]:+.3f})",
+                       ours=rescaled - plain, unit="kappa", holds=rescaled - plain > 0, rule="kappa difference > 0"))
+    if len(attention) and "guided backprop" in attention.index:
+        gbp, chance = attention.loc["guided backprop"], attention.loc["chance (uniform map)"]
+        ratio = (gbp.mass_flag / chance.mass_flag) / (gbp.mass_abnormality / chance.mass_abnormality)
+        out.append(finding("Guided backprop looks at the flags more than at the abnormality (Figs 3-4)",
+                           paper="attention 'often focused on the flags rather than on the objects of interest'",
+                           ours=ratio, unit="x", holds=ratio > 1,
+                           rule="(flag mass / flag area) / (abnormality mass / abnormality area) > 1"))
+    if len(zoom_kappa) > 1:
+        gain = zoom_kappa.study_kappa.iloc[1] - zoom_kappa.study_kappa.iloc[0]
+        out.append(finding("Zooming into the attended region does not raise the kappa",
+                           paper="no gain: zoom training did not converge, the approach was not pursued",
+                           ours=gain, unit="kappa", holds=gain <= 0.02, rule="kappa after one zoom step - before <= 0.02"))
     return out
 
 

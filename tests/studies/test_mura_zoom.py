@@ -126,3 +126,18 @@ def test_paper_params_file_carries_the_papers_settings():
     assert (p["svm_degree"], p["svm_estimators"]) == (5, 10)
     paper = PRESETS["paper"]  # MURA-v1.1's study counts
     assert sum(paper.train_studies.values()) == 13457 and sum(paper.valid_studies.values()) == 1199
+
+
+def test_findings_and_words_from_the_attention_table():
+    kappa = lambda k: pd.DataFrame({"study_kappa": [k]}, index=pd.Index(["ALL"], name="body_part"))  # noqa: E731
+    table1 = {m: {"kappa": kappa(k)} for m, k in zip(mz.TABLE1.method, (0.30, 0.36))}
+    attention = pd.DataFrame({"images": [10, 10, 10], "empty_maps": [0.0, 4.0, np.nan],
+                              "mass_abnormality": [0.10, 0.04, 0.05], "mass_flag": [0.20, 0.03, 0.05]},
+                             index=pd.Index(["guided backprop", "Grad-CAM", "chance (uniform map)"], name="map"))
+    zoom = pd.DataFrame({"study_kappa": [0.36, 0.20]})
+    f = mz.findings(table1, attention, zoom)
+    assert [x["holds"] for x in f] == [True, True, True]
+    assert f[1]["ours"] == pytest.approx(2.0)  # (0.20 / 0.05) / (0.10 / 0.05)
+    words = mz.attention_words(attention)
+    assert "guided backprop puts 4.0x the uniform share of its weight on the flag and 2.0x" in words
+    assert "4 of 10 Grad-CAM maps are empty" in words

@@ -114,3 +114,13 @@ def test_a_run_twice_gives_byte_identical_metrics_json(tmp_path):
     first, second = ((o / "metrics.json").read_bytes() for o in outs)
     assert first == second and b"inference_ms" not in first
     assert (outs[0] / "timings.csv").exists()
+
+
+def test_findings_compare_the_video_models_with_the_3d_resnet():
+    table = pd.DataFrame({"cohort": ["small"] * 3, "model": ["tsn_r18", "tsm_r18", "resnet3d_18"],
+                          "accuracy": [0.70, 0.80, 0.75], "params_m": [11.17, 11.17, 33.16]})
+    f = {x["claim"]: x for x in v4.findings(table)}
+    assert f["TSN/TSM-R18 match or beat the 3D-ResNet-18"]["ours"] == pytest.approx(0.05)
+    assert f["... with about a third of the 3D-ResNet's parameters"]["holds"] is True
+    assert f["The temporal shift (TSM) adds accuracy over TSN"]["holds"] is True
+    assert v4.findings(table.iloc[:0]) == []

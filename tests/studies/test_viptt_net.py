@@ -115,3 +115,11 @@ def test_cpu_recipe_adamw_and_early_stopping_on_kappa(data):
     assert t.val["kappa"] == pytest.approx(max(kappas))  # the restored weights are the best epoch's
     with pytest.raises(ValueError, match="optimizer"):
         vn.finetune(ct, "No PT", epochs=1, optimizer="adam", **NET)
+
+
+def test_findings_take_each_recipe_step_against_the_one_before():
+    table = pd.DataFrame({"method": ["No PT", "PT", "PT+CW", "PT+CW+AUG"], "test_kappa": [0.10, 0.19, 0.16, 0.23]})
+    f = vn.findings(table)
+    assert [x["holds"] for x in f] == [True, False, True]
+    assert [x["ours"] for x in f] == pytest.approx([0.09, -0.03, 0.07])
+    assert f[0]["paper"] == "validation +0.18" and f[1]["paper"] == "validation -0.05, test +0.01"
