@@ -38,11 +38,11 @@ def test_importing_the_whole_kit_sets_nothing_of_its_own():
 
 
 def test_import_changes_no_torch_setting():
-    code = ("import torch; s = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(), "
-            "torch.get_default_dtype(), torch.backends.cudnn.benchmark, torch.initial_seed()); "
-            "import medvid_core, medvid_core.train, medvid_core.studies.ich, medvid_core.studies.lecture5_3d_video; "
-            "assert s == (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(), "
-            "torch.get_default_dtype(), torch.backends.cudnn.benchmark, torch.initial_seed())")
+    settings = ("(torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(), torch.get_default_dtype(), "
+                "torch.backends.cudnn.benchmark, torch.initial_seed())")
+    code = (f"import torch; s = {settings}\n"
+            "import medvid_core, medvid_core.train, medvid_core.studies.ich, medvid_core.studies.lecture5_3d_video\n"
+            f"assert s == {settings}")
     subprocess.run([sys.executable, "-c", code], env=_clean_env(), check=True)
 
 
