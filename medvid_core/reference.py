@@ -11,7 +11,9 @@ A notebook's results are checked in two ways:
 Each metric is a `metrics.Measure`: the value and its 95% bootstrap interval over the test cases. The
 tolerance is the difference two runs may show when each carries the reference's uncertainty:
 ``sqrt(2) x`` the reference interval's half-width. It never goes below two test units' worth (``2/n``):
-at 100% correct a percentile bootstrap has zero width, though one case changing is no regression.
+at 100% correct a percentile bootstrap has zero width, though one case changing is no regression. A
+study leaves out of its measures what a bootstrap cannot bound: an AUC whose positives lie in one or two
+groups (heads) has an interval far narrower than its real spread.
 
 The reference is ``notebooks/references/<study>.json``, written when the committed notebooks are
 re-executed with ``MEDVID_RECORD_REFERENCE=1`` (``make notebooks``). It holds the parameters it was
