@@ -92,7 +92,7 @@ def summarize(records: list[dict]) -> pd.DataFrame:
         ours = g["ours"].dropna().astype(float)
         held = int((g["holds"] == True).sum())  # noqa: E712  (None counts as not held)
         rows.append({"study": study, "claim": claim, "paper": g["paper"].iloc[0],
-                     "mean": round(ours.mean(), 2) if len(ours) else None,
+                     "mean": f"{ours.mean():+.2f}" if len(ours) else None,
                      "min to max": f"{ours.min():+.2f} to {ours.max():+.2f}" if len(ours) else "undefined",
                      "holds": f"{held} of {len(g)}", "runs": len(g)})
     return pd.DataFrame(rows)

@@ -268,12 +268,14 @@ def within_group_auc(targets, probs, groups) -> dict:
 @dataclass(frozen=True)
 class Measure:
     """A result with its uncertainty: `value` on the test cases, the 95% percentile-bootstrap interval
-    [`low`, `high`] over them, and `n`, the number of units resampled (cases, or groups such as heads)."""
+    [`low`, `high`] over them, `n`, the number of units resampled (cases, or groups such as heads), and the
+    metric's `chance` level where it has one (AUC 0.5, kappa 0)."""
 
     value: float
     low: float
     high: float
     n: int
+    chance: float | None = None
 
     @property
     def half_width(self) -> float:
@@ -306,7 +308,7 @@ def kappa_score(targets, predictions) -> float:
 
 
 def bootstrap_measure(metric: Callable[..., float], *arrays, groups=None, n_rounds: int = 1000,
-                      seed: int = 0) -> Measure:
+                      seed: int = 0, chance: float | None = None) -> Measure:
     """`metric(*arrays)` with its 95% percentile-bootstrap interval: `n_rounds` resamples of the cases
     with replacement, or of whole `groups` (e.g. subjects, whose slices are not independent).
 
@@ -330,6 +332,6 @@ def bootstrap_measure(metric: Callable[..., float], *arrays, groups=None, n_roun
     draws = np.asarray(draws, dtype=float)
     draws = draws[np.isfinite(draws)]
     if len(draws) < n_rounds / 2:
-        return Measure(value, float("nan"), float("nan"), len(members))
+        return Measure(value, float("nan"), float("nan"), len(members), chance)
     low, high = np.percentile(draws, [2.5, 97.5])
-    return Measure(value, float(low), float(high), len(members))
+    return Measure(value, float(low), float(high), len(members), chance)

@@ -12,6 +12,8 @@ Each metric is a `metrics.Measure`: the value and its 95% bootstrap interval ove
 tolerance is the difference two runs may show when each carries the reference's uncertainty:
 ``sqrt(2) x`` the reference interval's half-width. It never goes below two test units' worth (``2/n``):
 at 100% correct a percentile bootstrap has zero width, though one case changing is no regression. A
+reference whose interval includes the metric's chance level (AUC 0.5, kappa 0) is not a result to hold a
+run to: it is recorded and printed, marked "at chance: not checked". A
 study leaves out of its measures what a bootstrap cannot bound: an AUC whose positives lie in one or two
 groups (heads) has an interval far narrower than its real spread.
 
@@ -64,7 +66,7 @@ def record(study: str, measures: dict[str, Measure], *, params: dict, reference_
            "tolerance": "sqrt(2) x the 95% bootstrap half-width of the reference, at least 2/n",
            "parameters": _jsonable(params),
            "metrics": {k: {"value": round(m.value, 4), "low": round(m.low, 4), "high": round(m.high, 4), "n": m.n,
-                           "tolerance": round(tolerance(m), 4)} for k, m in measures.items()}}
+                           "tolerance": round(tolerance(m), 4), "chance": m.chance} for k, m in measures.items()}}
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(doc, indent=1) + "\n")
     tmp.replace(path)
@@ -78,12 +80,17 @@ def compare(measures: dict[str, Measure], reference: dict) -> list[dict]:
         m = measures.get(name)
         row = {"metric": name, "ours": None if m is None else m.value, "reference": ref["value"],
                "tolerance": ref["tolerance"]}
-        if m is None:
+        chance = ref.get("chance")
+        if chance is not None and ref["low"] <= chance <= ref["high"]:
+            row.update(ok=True, checked=False, why=f"reference {ref['low']:.2f}-{ref['high']:.2f} includes chance "
+                                                   f"{chance:g}: not checked")
+        elif m is None:
             row.update(ok=False, why="missing from this run")
         elif not math.isfinite(m.value):
             row.update(ok=False, why="degenerate (no value: NaN)")
         else:
             row.update(ok=abs(m.value - ref["value"]) <= ref["tolerance"] + 1e-9, why="")
+        row.setdefault("checked", True)
         rows.append(row)
     return rows
 
@@ -112,11 +119,13 @@ def check(study: str, measures: dict[str, Measure], *, params: dict, reference_d
     rows = compare(measures, reference)
     for r in rows:
         ours_s = "-" if r["ours"] is None else f"{r['ours']:.2f}"
-        verdict = "ok" if r["ok"] else f"OUTSIDE{': ' + r['why'] if r['why'] else ''}"
+        verdict = r["why"] if not r["checked"] else "ok" if r["ok"] else f"OUTSIDE{': ' + r['why'] if r['why'] else ''}"
         print(f"{r['metric']} {ours_s} vs reference {r['reference']:.2f} (tolerance {r['tolerance']:.2f}): {verdict}")
     failed = [r["metric"] for r in rows if not r["ok"]]
     if failed:
         raise ReferenceMismatch(f"{study}: {len(failed)} of {len(rows)} trained results outside their tolerance: "
                                 f"{', '.join(failed)}")
-    print(f"{len(rows)} of {len(rows)} trained results within tolerance of the reference")
+    checked = sum(r["checked"] for r in rows)
+    print(f"{checked} of {checked} checked trained results within tolerance of the reference"
+          + (f" ({len(rows) - checked} at chance, not checked)" if checked < len(rows) else ""))
     return rows

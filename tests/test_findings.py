@@ -47,10 +47,10 @@ def test_summary_over_seeds_and_the_command(tmp_path, capsys):
     (tmp_path / "ich" / "broken" / "metrics.json").write_text(json.dumps({"findings": [{"claim": "x"}]}))
     table = findings.summarize(findings.read_runs([tmp_path]))
     assert table.iloc[0][["study", "claim", "paper", "mean", "min to max", "holds"]].tolist() == \
-        ["ich", "Leak", "+0.32", 0.15, "+0.05 to +0.25", "2 of 3"]
+        ["ich", "Leak", "+0.32", "+0.15", "+0.05 to +0.25", "2 of 3"]
     assert main(["findings", str(tmp_path), "--csv", str(tmp_path / "f.csv")]) == 0
     out = capsys.readouterr().out
-    assert "| ich | Leak | +0.32 | 0.15 | +0.05 to +0.25 | 2 of 3 | 3 |" in out
+    assert "| ich | Leak | +0.32 | +0.15 | +0.05 to +0.25 | 2 of 3 | 3 |" in out
     assert pd.read_csv(tmp_path / "f.csv").holds.tolist() == ["2 of 3"]
 
 

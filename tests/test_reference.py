@@ -163,3 +163,15 @@ def test_committed_references_match_their_notebooks():
 
 if __name__ == "__main__":
     print(json.dumps(asdict(tiny_trial())))
+
+
+def test_a_reference_at_chance_is_printed_not_checked(tmp_path, capsys):
+    """An AUC whose reference interval includes 0.5 measured nothing to hold a run to."""
+    record("s", {"auc": Measure(0.56, 0.45, 0.67, 17, chance=0.5), "acc": Measure(0.8, 0.7, 0.9, 40)},
+           params=PARAMS, reference_dir=tmp_path)
+    rows = check("s", {"auc": Measure(0.30, 0.2, 0.4, 17, chance=0.5), "acc": Measure(0.8, 0.7, 0.9, 40)},
+                 params=PARAMS, reference_dir=tmp_path)
+    assert [r["checked"] for r in rows] == [False, True]
+    out = capsys.readouterr().out
+    assert "auc 0.30 vs reference 0.56 (tolerance 0.16): reference 0.45-0.67 includes chance 0.5: not checked" in out
+    assert "1 of 1 checked trained results within tolerance of the reference (1 at chance, not checked)" in out

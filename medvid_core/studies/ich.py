@@ -341,14 +341,15 @@ def measures(leak_trials: dict, exp2: dict) -> dict[str, Measure]:
     out = {}
     for (model, by), t in leak_trials.items():
         y, p, g = t.test["any"].to_numpy(), t.test["prob_any"].to_numpy(), t.test["subject"].to_numpy()
-        out[f"leakage {model}/{by} auc"] = bootstrap_measure(auc_score, y, p, groups=g)
+        out[f"leakage {model}/{by} auc"] = bootstrap_measure(auc_score, y, p, groups=g, chance=0.5)
         out[f"leakage {model}/{by} accuracy"] = bootstrap_measure(_accuracy_at_half, y, p, groups=g)
     for task, t in exp2.items():
         g = t.test["subject"].to_numpy()
         for c in _columns(task) + (["any"] if task == "multilabel" else []):
             if t.test.loc[t.test[c] == 1, "subject"].nunique() < MIN_POSITIVE_HEADS:
                 continue
-            m = bootstrap_measure(auc_score, t.test[c].to_numpy(), t.test[f"prob_{c}"].to_numpy(), groups=g)
+            m = bootstrap_measure(auc_score, t.test[c].to_numpy(), t.test[f"prob_{c}"].to_numpy(), groups=g,
+                                  chance=0.5)
             if np.isfinite(m.low):
                 out[f"exp2 {task} {c} auc"] = m
         if task == "multilabel":

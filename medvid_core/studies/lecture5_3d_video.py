@@ -547,7 +547,7 @@ def measures(*, nodules: dict, unet: dict, two_stream: dict, cnn_rnn: dict) -> d
         for label, (y, p) in result["predictions"].items():
             out[f"{section}: {label} accuracy"] = bootstrap_measure(_accuracy_of, y, p)
             if p.shape[1] == 2:
-                out[f"{section}: {label} auc"] = bootstrap_measure(_auc_of, y, p)
+                out[f"{section}: {label} auc"] = bootstrap_measure(_auc_of, y, p, chance=0.5)
     for (trained_on, volume), pred in unet["predictions"].items():
         key = "vol_00" if volume.startswith("volume 0") else "vol_01"
         out[f"sparse U-Net: {trained_on}, Dice {volume}"] = bootstrap_measure(

@@ -451,12 +451,13 @@ def measures(archive: Archive, table1: dict, svm: pd.DataFrame | None = None) ->
     out = {}
     for method, r in table1.items():
         s = study_predictions(archive.valid, r["probs"])
-        out[f"{method} study kappa"] = bootstrap_measure(kappa_score, s.label.to_numpy(), s.pred.to_numpy())
+        out[f"{method} study kappa"] = bootstrap_measure(kappa_score, s.label.to_numpy(), s.pred.to_numpy(), chance=0.0)
     if svm is not None and "predictions" in svm.attrs:
         pred = svm.attrs["predictions"]
         kept = pred >= 0
         out["SVM image kappa, all body parts"] = bootstrap_measure(
-            kappa_score, archive.valid.label.to_numpy()[kept], pred[kept], groups=archive.valid.study.to_numpy()[kept])
+            kappa_score, archive.valid.label.to_numpy()[kept], pred[kept], groups=archive.valid.study.to_numpy()[kept],
+            chance=0.0)
     return out
 
 

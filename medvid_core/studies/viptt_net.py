@@ -353,7 +353,8 @@ def measures(trials: dict) -> dict[str, Measure]:
     out = {}
     for method, t in trials.items():
         for split in ("val", "test"):
-            out[f"{method} {split} kappa"] = bootstrap_measure(kappa_score, *_pairs(getattr(t, split)["confusion"]))
+            out[f"{method} {split} kappa"] = bootstrap_measure(kappa_score, *_pairs(getattr(t, split)["confusion"]),
+                                                               chance=0.0)
     return out
 
 
