@@ -69,5 +69,5 @@ def test_every_committed_notebook_prints_its_findings(study):
     assert any("findings.table(found)" in c for c in code)
     assert any('metrics["findings"] = found' in c for c in code)
     shown = [c for c in nb["cells"] if c["cell_type"] == "code" and "findings.table(found)" in "".join(c["source"])][0]
-    html = "".join(o["data"].get("text/plain", "") for o in shown["outputs"] if "data" in o)
+    html = "".join("".join(o["data"].get("text/plain", "")) for o in shown["outputs"] if "data" in o)
     assert "claim" in html and "holds" in html

@@ -175,3 +175,15 @@ def test_a_reference_at_chance_is_printed_not_checked(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "auc 0.30 vs reference 0.56 (tolerance 0.16): reference 0.45-0.67 includes chance 0.5: not checked" in out
     assert "1 of 1 checked trained results within tolerance of the reference (1 at chance, not checked)" in out
+
+
+def test_a_measured_seed_range_widens_the_tolerance_and_survives_re_recording(tmp_path):
+    record("s", {"kappa": Measure(0.37, 0.17, 0.56, 40)}, params=PARAMS, reference_dir=tmp_path)
+    path = tmp_path / "s.json"
+    doc = json.loads(path.read_text())
+    doc["metrics"]["kappa"].update(seed_range=0.42, seed_range_from="the seed grid")
+    path.write_text(json.dumps(doc))
+    rows = check("s", {"kappa": Measure(0.0, -0.1, 0.1, 40)}, params=PARAMS, reference_dir=tmp_path)
+    assert rows[0]["ok"] and rows[0]["tolerance"] == 0.42  # 0.37 away, inside the seed range, outside sqrt(2) x 0.195
+    record("s", {"kappa": Measure(0.35, 0.15, 0.55, 40)}, params=PARAMS, reference_dir=tmp_path)
+    assert json.loads(path.read_text())["metrics"]["kappa"]["seed_range_from"] == "the seed grid"

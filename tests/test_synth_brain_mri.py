@@ -248,7 +248,7 @@ def test_ensure_cohort_reuses_and_regenerates(presets, tmp_path, monkeypatch):
     root = tmp_path / "cohort"
     manifest = ensure_cohort(root, "tiny", seed=0)
     assert manifest == root / "manifest.csv"
-    assert (root / "COHORT").read_text() == "video4mri-brain-mri preset=tiny seed=0 v2-mni152\n"
+    assert (root / "COHORT").read_text() == "video4mri-brain-mri preset=tiny seed=0 v3-mni152-exact\n"
     first = manifest.read_bytes()
     stamp = os.stat(manifest).st_mtime_ns
 
@@ -260,5 +260,5 @@ def test_ensure_cohort_reuses_and_regenerates(presets, tmp_path, monkeypatch):
 
     assert ensure_cohort(root, "tiny", seed=1) == manifest
     assert len(calls) == 1
-    assert (root / "COHORT").read_text() == "video4mri-brain-mri preset=tiny seed=1 v2-mni152\n"
+    assert (root / "COHORT").read_text() == "video4mri-brain-mri preset=tiny seed=1 v3-mni152-exact\n"
     assert manifest.read_bytes() != first
