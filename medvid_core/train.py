@@ -41,7 +41,7 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """`"auto"` is CUDA when a GPU is visible, else the CPU; anything else is passed to torch."""
+    """`"auto"` is CUDA when a GPU is visible, else the CPU; anything else (a name or a torch.device) goes to torch."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
@@ -143,7 +143,7 @@ def train_one_epoch(model, loader, optimizer, scheduler=None, *, loss_fn: Callab
 
     `scheduler` (if given) is stepped after every batch. `mix(x, y)` returns mixed inputs and soft targets.
     """
-    device = resolve_device(device) if device == "auto" else device
+    device = resolve_device(device)
     model.train()
     start, total, loss_sum = time.perf_counter(), 0, 0.0
     outputs_seen, targets_seen = [], []
@@ -176,7 +176,7 @@ def train_one_epoch(model, loader, optimizer, scheduler=None, *, loss_fn: Callab
 def evaluate(model, loader, *, loss_fn: Callable = F.cross_entropy, forward: Callable | None = None,
              metric_fn: Callable | None = None, device="cpu") -> dict:
     """Mean loss, the concatenated outputs and targets (on the CPU), and `metric_fn(outputs, targets)`."""
-    device = resolve_device(device) if device == "auto" else device
+    device = resolve_device(device)
     model.eval()
     outputs, targets, loss_sum, total = [], [], 0.0, 0
     for x, y in loader:
@@ -237,7 +237,7 @@ def fit(model, train_loader, *, epochs: int, lr: float, loss_fn: Callable = F.cr
     if watching and monitor.startswith("val_") and val_loader is None:
         raise ValueError(f"monitor={monitor!r} needs a val_loader (schedule={schedule!r}, "
                          f"early_stopping={early_stopping})")
-    device = resolve_device(device) if device == "auto" else device
+    device = resolve_device(device)
     model.to(device)
     opt = make_optimizer(model, lr=lr, weight_decay=weight_decay, optimizer=optimizer, momentum=momentum, head=head)
     steps = len(train_loader)

@@ -460,7 +460,8 @@ def run_two_stream(*, clips, frames: int = 8, action_epochs: int = 15, action_lr
             ("temporal stream (optical flow) alone", model.temporal, _loader(flow[te], y[te], batch_size=64), {}),
             ("two-stream, late fusion (average)", model, _loader(dataset=pairs, batch_size=64), {"loss_fn": F.nll_loss})):
         rows.append({"model": label, **_scores(net, loader, keep=keep, name=label, **kw)})
-    return {"table": pd.DataFrame(rows), "model": model, "predictions": keep, "n_train": len(tr), "n_test": len(te), "histories": {"spatial": hs, "temporal": ht},
+    return {"table": pd.DataFrame(rows), "model": model, "predictions": keep, "n_train": len(tr), "n_test": len(te),
+            "histories": {"spatial": hs, "temporal": ht},
             "classes": names, "clips": clips, "flow": flow}
 
 
@@ -525,17 +526,15 @@ def order_check(models: dict, clips) -> pd.DataFrame:
 # ============================================================================ checking a run against its reference
 
 def _accuracy_of(targets, probs) -> float:
-    return float((np.asarray(probs).argmax(1) == np.asarray(targets)).mean())
+    return accuracy(probs, targets)["accuracy"]
 
 
 def _auc_of(targets, probs) -> float:
     return auc_score(targets, np.asarray(probs)[:, 1])
 
 
-def _dice_of(pred, target) -> float:  # foreground Dice of resampled slices: 2|A and B| / (|A| + |B|)
-    a, b = np.asarray(pred) == 1, np.asarray(target) == 1
-    total = a.sum() + b.sum()
-    return float(2 * (a & b).sum() / total) if total else float("nan")
+def _dice_of(pred, target) -> float:  # foreground Dice of the resampled slices
+    return dice(pred, target, num_classes=2)[1]
 
 
 def measures(*, nodules: dict, unet: dict, two_stream: dict, cnn_rnn: dict) -> dict[str, Measure]:
