@@ -1,4 +1,4 @@
-"""The command line: ``python -m medvid_core run|batch|collect|params|data ...``.
+"""The command line: ``python -m medvid_core run|batch|collect|findings|tidy|params|data ...``.
 
 Exit codes: 0 ok, 1 a notebook failed, 2 bad parameters or usage (one line on stderr, nothing executed).
 """
@@ -91,14 +91,33 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("study")
     dirs(p, output=False)
 
-    p = sub.add_parser("data", help="real datasets: write a manifest.csv from a download")
-    p.add_argument("action", choices=["import"])
-    p.add_argument("dataset", choices=["oasis1", "oasis2"])
-    p.add_argument("path", help="the download's folder (holding the images and the OASIS CSV)")
-    p.add_argument("--out", metavar="DIR", help="where manifest.csv goes (default: PATH)")
+    p = sub.add_parser("data", help="real datasets: `import oasis1|oasis2 PATH` writes a manifest.csv; "
+                                    "`check STUDY PATH` checks a download before a long run (exit 0: it can run)")
+    p.add_argument("action", choices=["import", "check"])
+    p.add_argument("dataset", metavar="DATASET|STUDY",
+                   help="import: oasis1 or oasis2; check: ich, mura_zoom, viptt_net (CT folder or UCF50) or video4mri")
+    p.add_argument("path", help="the download's folder (never written to by check)")
+    p.add_argument("--out", metavar="DIR", help="import: where manifest.csv goes (default: PATH)")
     p.add_argument("--converted", choices=["AD", "NC", "exclude"], default="AD",
                    help="OASIS-2's Converted subjects (default: %(default)s, every session)")
+    p.add_argument("-p", dest="overrides", metavar="key=value", action="append", default=[],
+                   help="check: a study parameter for the estimates (e.g. -p load_size=256); repeatable")
+    p.add_argument("--n-jobs", type=int, default=1, metavar="N", help="check: processes reading files (default: 1)")
+    dirs(p, output=False)
     return parser
+
+
+def _data_check(args: argparse.Namespace) -> int:
+    from .datacheck import STUDY_LAYOUTS, check
+
+    if args.dataset not in STUDY_LAYOUTS:
+        raise ParamError(f"data check: study must be one of {', '.join(STUDY_LAYOUTS)}, not {args.dataset!r}")
+    params = {name: p.default for name, p in study_spec(args.dataset, notebook_dir=args.notebook_dir).items()}
+    params.update(parse_override(o) for o in args.overrides)
+    params["n_jobs"] = args.n_jobs
+    result = check(args.dataset, args.path, **params)
+    print(result.report(), flush=True)
+    return 0 if result.ok else 1
 
 
 def _data_import(args: argparse.Namespace) -> int:
@@ -155,7 +174,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "batch":
             return _batch(args)
+        if args.command == "data" and args.action == "check":
+            return _data_check(args)
         if args.command == "data":
+            if args.dataset not in ("oasis1", "oasis2"):
+                raise ParamError(f"data import: dataset must be oasis1 or oasis2, not {args.dataset!r}")
             return _data_import(args)
         if args.command == "findings":
             from .findings import read_runs, summarize, to_markdown
