@@ -23,13 +23,13 @@ import os
 import time
 import warnings
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+
+from .parallel import progress_map
 
 MB = 1 << 20
 
@@ -84,12 +84,7 @@ def _try(fn: Callable, path: str) -> str | None:
 def read_all(fn: Callable, paths: list[str], *, n_jobs: int, desc: str) -> tuple[list[str | None], float]:
     """`_try(fn, p)` for every path, on `n_jobs` forked processes, with a progress bar; (results, files/s)."""
     start = time.perf_counter()
-    if n_jobs > 1 and len(paths) > 1:
-        with get_context("fork").Pool(n_jobs) as pool:
-            it = pool.imap(_Reader(fn), paths, chunksize=max(1, min(64, len(paths) // (4 * n_jobs))))
-            out = list(tqdm(it, total=len(paths), desc=desc, leave=False))
-    else:
-        out = [_try(fn, p) for p in tqdm(paths, desc=desc, leave=False)]
+    out = progress_map(_Reader(fn), paths, n_jobs=n_jobs, desc=desc, min_items=1000)
     seconds = time.perf_counter() - start
     return out, len(paths) / seconds if seconds > 0 else float("nan")
 
