@@ -7,7 +7,7 @@
 PY    := .venv/bin/python
 STAMP := .venv/.medvid-installed
 
-.PHONY: env run test test-replay notebooks bench lab clean-outputs
+.PHONY: env run test test-replay notebooks bench lab docs clean-outputs
 
 env: $(STAMP)
 
@@ -36,6 +36,18 @@ bench: $(STAMP)
 
 lab: $(STAMP)
 	$(PY) -m jupyter lab notebooks
+
+# The study site in site/ (open site/index.html): the docs pages and the committed notebooks as saved, nothing
+# executed (mkdocs.yml). mkdocs reads one folder and the notebooks live outside docs/, so the pages are staged
+# into build/docs as copies in the repository's own layout (README.md, CHANGELOG.md, docs/, notebooks/): relative
+# links work alike on GitHub and on the site, and no symlink has to survive a checkout. --strict: a broken link
+# or a notebook that stops rendering fails the target (and CI).
+docs: $(STAMP)
+	rm -rf build/docs && mkdir -p build/docs/notebooks
+	cp README.md CHANGELOG.md build/docs/
+	cp -R docs build/docs/docs
+	cp notebooks/*.ipynb build/docs/notebooks/
+	$(PY) -m mkdocs build --strict --clean
 
 clean-outputs:
 	find outputs -mindepth 1 -maxdepth 1 -type d -exec rm -rf {} +
