@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from medvid_core.cache import stamp_of
 from medvid_core.io.nifti import load_volume
 from medvid_core.synth import brain_mri
 from medvid_core.synth.brain_mri import (
@@ -241,14 +242,14 @@ def test_unknown_preset(presets, tmp_path):
         assert name in str(err.value)
     with pytest.raises(ValueError, match="nope"):
         ensure_cohort(tmp_path / "e", "nope")
-    assert not (tmp_path / "e" / "COHORT").exists()
+    assert not (tmp_path / "e").exists()
 
 
 def test_ensure_cohort_reuses_and_regenerates(presets, tmp_path, monkeypatch):
     root = tmp_path / "cohort"
     manifest = ensure_cohort(root, "tiny", seed=0)
     assert manifest == root / "manifest.csv"
-    assert (root / "COHORT").read_text() == "video4mri-brain-mri preset=tiny seed=0 v3-mni152-exact\n"
+    assert stamp_of(root)["seed"] == 0 and stamp_of(root)["version"] == "v3-mni152-exact"
     first = manifest.read_bytes()
     stamp = os.stat(manifest).st_mtime_ns
 
@@ -260,5 +261,5 @@ def test_ensure_cohort_reuses_and_regenerates(presets, tmp_path, monkeypatch):
 
     assert ensure_cohort(root, "tiny", seed=1) == manifest
     assert len(calls) == 1
-    assert (root / "COHORT").read_text() == "video4mri-brain-mri preset=tiny seed=1 v3-mni152-exact\n"
+    assert stamp_of(root)["seed"] == 1
     assert manifest.read_bytes() != first

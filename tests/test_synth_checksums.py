@@ -3,7 +3,7 @@
 Recorded on an AVX-512 x86-64 machine (AMD EPYC, Zen 4), natively and with the CPU kernels pinned to AVX2
 (``MEDVID_REPLAY=1``): the same digests both ways, since `medvid_core.synth.exact` keeps BLAS and SVML out of
 the generators. Regenerate with ``python -m medvid_core.synth.checksums`` after changing a generator on
-purpose (and bump its cache stamp, so old cohorts are made again).
+purpose (and bump the version in its `medvid_core.cache.ensure` key, so old cohorts are made again).
 """
 import platform
 
@@ -15,7 +15,7 @@ X86 = platform.machine().lower() in ("x86_64", "amd64")
 CHECKSUMS = {
     "brain_mri": "ebd614b2fb2a9203dba77a75217d691cd8bc3b86eab08bab8c65102db17b4a90",
     "chest_ct": "bd53c811730539e64c4fc136f1fef806f333ad9bdb5327e0f87b209230391b49",
-    "head_ct": "cef325dbd47dd0390fe52da1dab6502d45d7ad801f29971f22e82831f4a8fb30",
+    "head_ct": "7b64ee3a7479953749d0f45911e88a407ee6facfa3e65d6b8679c2fa9c30d9f3",  # same data; its stamp cohort.json is gone
     "radiograph": "fedd2ba0753b72965f2c2dfc1e63657f031df1f1231ad8fd55d3c16f9afdac79",
     "action_video": "2d4faf1685f1e380a449e3ffa3d85019a337d0d5792478f666558fba458d2ef7",
     "action_frames": "7cf006af1c16bc96e92b7c8d8716c5ea0f18d78f3bf8d3faeae052f02fa40b48",

@@ -4,6 +4,7 @@ import hashlib
 import numpy as np
 import pandas as pd
 
+from medvid_core.cache import STAMP, stamp_of
 from medvid_core.io.nifti import load_volume
 from medvid_core.synth.lung_nodule import (CUBE, UNLABELLED, ensure_nodule_cubes, make_nodule_cubes,
                                            make_sparse_volumes, sparse_slices)
@@ -28,9 +29,12 @@ def test_nodule_cubes_are_deterministic_hu_cubes(tmp_path):
 
 def test_ensure_generates_once(tmp_path):
     first = ensure_nodule_cubes(tmp_path, n_nodules=2)
-    stamp = (tmp_path / "GENERATED").stat().st_mtime_ns
+    stamp = (tmp_path / STAMP).stat().st_mtime_ns
     assert ensure_nodule_cubes(tmp_path, n_nodules=2) == first
-    assert (tmp_path / "GENERATED").stat().st_mtime_ns == stamp
+    assert (tmp_path / STAMP).stat().st_mtime_ns == stamp
+    assert stamp_of(tmp_path)["pfn_fraction"] == 0.5  # defaults are part of the key
+    ensure_nodule_cubes(tmp_path, n_nodules=1)
+    assert len(list((tmp_path / "nodules").iterdir())) == 1  # rebuilt, not added to
 
 
 def test_sparse_labels_only_on_the_chosen_slices(tmp_path):

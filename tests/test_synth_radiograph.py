@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from medvid_core.cache import STAMP
 from medvid_core.synth.radiograph import BODY_PARTS, ensure_archive, load_boxes, make_archive
 
 
@@ -20,7 +21,7 @@ def archive(tmp_path_factory) -> Path:
 def _digest(root: Path) -> str:
     h = hashlib.sha256()
     for p in sorted(root.rglob("*")):
-        if p.is_file() and p.name != "ARCHIVE":
+        if p.is_file() and p.name != STAMP:
             h.update(p.relative_to(root).as_posix().encode())
             h.update(p.read_bytes())
     return h.hexdigest()

@@ -1,7 +1,8 @@
-"""Read NIfTI volumes the way every medvid study expects them: 3D, canonical RAS, float32.
+"""Read NIfTI volumes the way every medvid study expects them: 3D, canonical RAS, float32; and write them.
 
 Errors name the file and the problem in one line (`VolumeError`), so a bad row of a
-real dataset's manifest is easy to find.
+real dataset's manifest is easy to find. `save_volume` is the one writer the synthetic
+generators share.
 """
 from __future__ import annotations
 
@@ -43,3 +44,23 @@ def load_volume(path: str | Path) -> tuple[np.ndarray, tuple[float, float, float
     if not np.isfinite(data).all():
         raise VolumeError(f"{path}: volume contains NaN or infinite values")
     return data, tuple(float(z) for z in img.header.get_zooms()[:3])
+
+
+def save_volume(data: np.ndarray, path: str | Path, affine: np.ndarray, dtype=None, *,
+                xform_code: int | None = 1) -> Path:
+    """Write `data` (cast to `dtype` when given) as NIfTI-1 at `path`, creating its folder; return `path`.
+
+    Voxel units are mm. `xform_code` 1 (scanner anatomical) records `affine` as both qform and sform,
+    as a scanner's converter does; None keeps nibabel's defaults (sform "aligned", no qform). A
+    `.nii.gz` is gzipped with a zero timestamp, so the same array gives the same bytes.
+    """
+    path = Path(path)
+    data = np.ascontiguousarray(data)
+    img = nib.Nifti1Image(data if dtype is None else data.astype(dtype), affine)
+    img.header.set_xyzt_units("mm")
+    if xform_code is not None:
+        img.header.set_qform(affine, code=xform_code)
+        img.header.set_sform(affine, code=xform_code)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(img, path)
+    return path

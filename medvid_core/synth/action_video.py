@@ -23,7 +23,7 @@ byte-identical across runs on this PyAV/FFmpeg build (tests/test_synth_action_vi
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -31,6 +31,8 @@ import av
 import numpy as np
 import pandas as pd
 from scipy import ndimage
+
+from ..cache import ensure
 
 # The ten UCF50 classes the ViPTT-Net authors pretrained on, spelt as UCF50's folders are.
 ACTIONS = ("Mixing", "TennisSwing", "HorseRiding", "JumpRope", "JumpingJack", "BaseballPitch", "Rowing",
@@ -340,13 +342,9 @@ def make_action_videos(root: str | Path, preset: str = "small", *, seed: int = 0
 
 
 def ensure_action_videos(root: str | Path, preset: str = "small", *, seed: int = 0) -> Path:
-    """Generate the tree on first use; reuse it when `root` already holds that preset+seed."""
-    root = Path(root)
-    stamp = root / "VIDEOS"
-    tag = f"ucf50-shaped action videos preset={preset} seed={seed} v1\n"
-    if stamp.exists() and stamp.read_text() == tag and (root / "clips.csv").exists():
-        return root / "UCF50"
-    stamp.unlink(missing_ok=True)  # an interrupted run must not leave a valid-looking stamp
-    out = make_action_videos(root, preset, seed=seed)
-    stamp.write_text(tag)
-    return out
+    """Generate the tree on first use (`medvid_core.cache.ensure`); reuse it while `root` holds this
+    preset (its values, not just its name) and seed. Returns `root/UCF50`."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown video preset {preset!r}; choose from: {', '.join(PRESETS)}")
+    key = dict(generator="action_video", version=1, preset=preset, values=asdict(PRESETS[preset]), seed=seed)
+    return ensure(root, key, lambda tmp: make_action_videos(tmp, preset, seed=seed)) / "UCF50"

@@ -27,7 +27,7 @@ zero timestamp), and every subject draws from its own seeded stream.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import nibabel as nib
@@ -36,6 +36,8 @@ import pandas as pd
 from nibabel.orientations import axcodes2ornt, inv_ornt_aff, ornt_transform
 from scipy import ndimage
 
+from ..cache import ensure
+from ..io.nifti import save_volume
 from ..parallel import fork_map
 from .exact import dot
 from .mni152 import axis_rotations, sample_stack, template
@@ -214,13 +216,7 @@ def _save(data: np.ndarray, path: Path, view: str, dtype) -> None:
     ras_affine[:3, 3] = [-(n - 1) / 2 * VOXEL_MM for n in GRID]
     tr = ornt_transform(axcodes2ornt(("R", "A", "S")), axcodes2ornt(STORAGE_AXCODES[view]))
     stored = nib.orientations.apply_orientation(data, tr)
-    affine = ras_affine @ inv_ornt_aff(tr, data.shape)
-    img = nib.Nifti1Image(np.ascontiguousarray(stored).astype(dtype), affine)
-    img.header.set_xyzt_units("mm")
-    img.header.set_qform(affine, code=1)
-    img.header.set_sform(affine, code=1)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nib.save(img, path)
+    save_volume(stored, path, ras_affine @ inv_ornt_aff(tr, data.shape), dtype)
 
 
 def render_session(rng: np.random.Generator, anat: Anatomy, *, ageing: float, disease: float = 0.0,
@@ -292,13 +288,10 @@ def make_cohort(root: str | Path, preset: str = "small", *, seed: int = 0, n_job
 
 
 def ensure_cohort(root: str | Path, preset: str = "small", *, seed: int = 0) -> Path:
-    """Generate the cohort on first use; reuse it when `root` already holds that preset+seed."""
-    root = Path(root)
-    stamp, manifest = root / "COHORT", root / "manifest.csv"
-    tag = f"video4mri-brain-mri preset={preset} seed={seed} v3-mni152-exact\n"  # v3: BLAS-free products (synth.exact)
-    if manifest.exists() and stamp.exists() and stamp.read_text() == tag:
-        return manifest
-    stamp.unlink(missing_ok=True)  # an interrupted run must not leave a valid-looking stamp
-    make_cohort(root, preset, seed=seed)
-    stamp.write_text(tag)
-    return manifest
+    """Generate the cohort on first use (`medvid_core.cache.ensure`); reuse it while `root` holds this
+    preset (its values, not just its name) and seed. Returns the manifest path."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown cohort preset {preset!r}; choose from: {', '.join(PRESETS)}")
+    key = dict(generator="brain_mri", version="v3-mni152-exact",  # v3: BLAS-free products (synth.exact)
+               preset=preset, values=asdict(PRESETS[preset]), seed=seed)
+    return ensure(root, key, lambda tmp: make_cohort(tmp, preset, seed=seed)) / "manifest.csv"

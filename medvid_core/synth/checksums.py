@@ -16,7 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-STAMPS = {"COHORT", "VIDEOS", "ARCHIVE", "GENERATED"}  # generation stamps: text, not data
+from ..cache import STAMP
+
+STAMPS = {STAMP}  # medvid_core.cache's build stamp: text, not data
 
 
 def tree_sha256(root: str | Path) -> str:
@@ -49,9 +51,9 @@ def _chest_ct(root: Path) -> None:
 
 
 def _head_ct(root: Path) -> None:
-    from .head_ct import generate_cohort
+    from .head_ct import make_cohort
 
-    generate_cohort(root, preset="tiny", seed=0, n_jobs=1)
+    make_cohort(root, preset="tiny", seed=0, n_jobs=1)
 
 
 def _radiograph(root: Path) -> None:

@@ -31,15 +31,16 @@ with a zero timestamp, so the same preset and seed give byte-identical files.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from ..cache import ensure
 from ..io.imageclef_tbt import TB_TYPES  # TypeOfTB 1..5, the challenge's order
+from ..io.nifti import save_volume
 from ..parallel import fork_map
 
 HU = {"air": -1000.0, "lung": -850.0, "fat": -100.0, "muscle": 45.0, "blood": 40.0, "bone": 700.0, "table": 150.0}
@@ -253,12 +254,7 @@ def _auto_lung_mask(vol: np.ndarray, lung: np.ndarray, px: float) -> np.ndarray:
 def _save(data: np.ndarray, path: Path, spacing: tuple[float, float, float], dtype) -> None:
     affine = np.diag([*spacing, 1.0])
     affine[:3, 3] = [-(n - 1) / 2 * s for n, s in zip(data.shape, spacing)]
-    img = nib.Nifti1Image(np.ascontiguousarray(data).astype(dtype), affine)
-    img.header.set_xyzt_units("mm")
-    img.header.set_qform(affine, code=1)
-    img.header.set_sform(affine, code=1)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nib.save(img, path)
+    save_volume(data, path, affine, dtype)
 
 
 def _write_patient(root: Path, cfg: Preset, name: str, kind: int, stream: np.random.SeedSequence) -> dict:
@@ -313,13 +309,9 @@ def make_cohort(root: str | Path, preset: str = "small", *, seed: int = 0, n_job
 
 
 def ensure_cohort(root: str | Path, preset: str = "small", *, seed: int = 0, n_jobs: int = 2) -> Path:
-    """Generate the cohort on first use; reuse it when `root` already holds that preset+seed."""
-    root = Path(root)
-    stamp = root / "COHORT"
-    tag = f"imageclef-tbt-shaped chest CT preset={preset} seed={seed} v2\n"
-    if stamp.exists() and stamp.read_text() == tag and (root / "test_labels.csv").exists():
-        return root
-    stamp.unlink(missing_ok=True)  # an interrupted run must not leave a valid-looking stamp
-    make_cohort(root, preset, seed=seed, n_jobs=n_jobs)
-    stamp.write_text(tag)
-    return root
+    """Generate the cohort on first use (`medvid_core.cache.ensure`); reuse it while `root` holds this
+    preset (its values, not just its name) and seed. Returns `root`."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown chest-CT preset {preset!r}; choose from: {', '.join(PRESETS)}")
+    key = dict(generator="chest_ct", version="v2", preset=preset, values=asdict(PRESETS[preset]), seed=seed)
+    return ensure(root, key, lambda tmp: make_cohort(tmp, preset, seed=seed, n_jobs=n_jobs))

@@ -32,7 +32,6 @@ Deterministic: the same preset and seed give the same bytes.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -45,6 +44,7 @@ from pydicom.uid import (CTImageStorage, ExplicitVRLittleEndian, JPEG2000Lossles
                          generate_uid)
 from scipy import ndimage
 
+from ..cache import ensure
 from ..parallel import fork_map
 from .exact import dot
 from .mni152 import Template, axis_rotations, sample_template, template
@@ -333,16 +333,19 @@ def _write_subject(s: int, positive: bool, syntax: str, quirk: bool, unannotated
 
 
 def generate_cohort(root: str | Path, *, preset: str = "small", seed: int = 0, n_jobs: int = 2) -> Path:
-    """Write the cohort under `root` (skipped when a stamp says it is already there). Returns `root`.
+    """Write the cohort under `root` on first use (`medvid_core.cache.ensure`: reused while `root` holds
+    this preset's values and seed, otherwise rebuilt from scratch). Returns `root`."""
+    key = dict(generator="head_ct", version=2, preset=preset, values=asdict(PRESETS[preset]), seed=seed)
+    return ensure(root, key, lambda tmp: make_cohort(tmp, preset=preset, seed=seed, n_jobs=n_jobs))
+
+
+def make_cohort(root: str | Path, *, preset: str = "small", seed: int = 0, n_jobs: int = 2) -> Path:
+    """Write the cohort under `root` (always; `generate_cohort` caches). Returns `root`.
 
     Subjects are written by `n_jobs` processes, each subject from its own seeded stream, so the files
     are the same whatever `n_jobs` is."""
     root = Path(root)
     p = PRESETS[preset]
-    stamp = root / "cohort.json"
-    want = json.loads(json.dumps({"generator": "head_ct/2", "preset": preset, "seed": seed, **asdict(p)}))  # tuples as JSON lists
-    if stamp.exists() and json.loads(stamp.read_text()) == want:
-        return root
     tpl = template(p.template_mm)
     master = np.random.default_rng([seed, 4004])
     n = p.n_subjects
@@ -383,5 +386,4 @@ def generate_cohort(root: str | Path, *, preset: str = "small", seed: int = 0, n
     label_df = pd.concat([label_df, dup]).sort_index(kind="stable")
     label_df.to_csv(root / "stage_2_train.csv", index=False)
     truth.to_csv(root / "truth.csv", index=False)
-    stamp.write_text(json.dumps(want, indent=1))
     return root

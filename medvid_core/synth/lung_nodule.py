@@ -25,13 +25,15 @@ Deterministic: the same arguments give byte-identical files (nibabel writes gzip
 """
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from ..cache import ensure
+from ..io.nifti import save_volume
 from .exact import dot
 
 CUBE = 32  # voxels per side of a nodule cube (1 mm voxels: a 32 mm field around the candidate)
@@ -40,10 +42,7 @@ NODULE_CLASSES = ("non_pfn", "pfn")
 
 
 def _save(data: np.ndarray, path: Path, dtype, voxel_mm: float = 1.0) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img = nib.Nifti1Image(np.ascontiguousarray(data).astype(dtype), np.diag([voxel_mm] * 3 + [1.0]))
-    img.header.set_xyzt_units("mm")
-    nib.save(img, path)
+    save_volume(data, path, np.diag([voxel_mm] * 3 + [1.0]), dtype, xform_code=None)
 
 
 def _unit(rng: np.random.Generator) -> np.ndarray:
@@ -185,22 +184,18 @@ def make_sparse_volumes(root: str | Path, *, n_volumes: int = 2, shape=(48, 48, 
     return manifest
 
 
-def _ensure(root: Path, tag: str, make) -> Path:
-    """Generate once: a stamp file records the arguments; an interrupted run leaves no valid stamp."""
-    stamp, manifest = root / "GENERATED", root / "manifest.csv"
-    if manifest.exists() and stamp.exists() and stamp.read_text() == tag:
-        return manifest
-    stamp.unlink(missing_ok=True)
-    manifest = make()
-    stamp.write_text(tag)
-    return manifest
+def _ensure(make, root: str | Path, kwargs: dict) -> Path:
+    """`make(root, **kwargs)` once (`medvid_core.cache.ensure`), keyed on every argument, defaults included."""
+    args = inspect.signature(make).bind(root, **kwargs)
+    args.apply_defaults()
+    key = dict(generator=f"lung_nodule.{make.__name__}", version=1,
+               **{k: v for k, v in args.arguments.items() if k != "root"})
+    return ensure(root, key, lambda tmp: make(tmp, **kwargs)) / "manifest.csv"
 
 
 def ensure_nodule_cubes(root: str | Path, **kwargs) -> Path:
-    root = Path(root)
-    return _ensure(root, repr(sorted(kwargs.items())), lambda: make_nodule_cubes(root, **kwargs))
+    return _ensure(make_nodule_cubes, root, kwargs)
 
 
 def ensure_sparse_volumes(root: str | Path, **kwargs) -> Path:
-    root = Path(root)
-    return _ensure(root, repr(sorted(kwargs.items())), lambda: make_sparse_volumes(root, **kwargs))
+    return _ensure(make_sparse_volumes, root, kwargs)

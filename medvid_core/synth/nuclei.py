@@ -14,6 +14,8 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from ..cache import ensure
+
 
 def render_nuclei(*, seed: int, size: int = 96, n_nuclei: int = 14, touching: float = 0.4):
     """One image in memory: (uint8 image (size, size), bool masks (N, size, size)). About a fraction
@@ -64,3 +66,12 @@ def make_nuclei_images(root: str | Path, *, n_images: int = 4, size: int = 96, n
         for k, m in enumerate(masks):
             Image.fromarray((m * 255).astype(np.uint8)).save(root / sid / "masks" / f"{sid}_{k:03d}.png")
     return root
+
+
+def ensure_nuclei_images(root: str | Path, *, n_images: int = 4, size: int = 96, n_nuclei: int = 14,
+                         seed: int = 0) -> Path:
+    """`make_nuclei_images` on first use (`medvid_core.cache.ensure`), keyed on every argument: another
+    `n_images` (or size, count, seed) rebuilds `root` from scratch, so no image of an older run is left."""
+    key = dict(generator="nuclei", version=1, n_images=n_images, size=size, n_nuclei=n_nuclei, seed=seed)
+    return ensure(root, key, lambda tmp: make_nuclei_images(tmp, n_images=n_images, size=size,
+                                                            n_nuclei=n_nuclei, seed=seed))

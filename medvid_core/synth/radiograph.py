@@ -26,7 +26,7 @@ own seeded stream, so the bytes do not depend on `n_jobs`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cv2
@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from ..cache import ensure
 from ..parallel import fork_map
 from .exact import dot, power
 
@@ -362,18 +363,14 @@ def make_archive(root: str | Path, preset: str = "small", *, seed: int = 0, n_jo
 
 
 def ensure_archive(root: str | Path, preset: str = "small", *, seed: int = 0, n_jobs: int = 2) -> Path:
-    """Generate the archive on first use; reuse it when `root` already holds that preset+seed."""
-    root = Path(root)
-    stamp = root / "ARCHIVE"
-    # the version ends the tag: bump it whenever the pictures change, so an archive cached by an older
-    # generator is made again (v2: windowed capsule drawing redrew pixels of 9 `small` images)
-    tag = f"synthetic MURA-v1.1 preset={preset} seed={seed} v3\n"  # v3: CPU-independent gamma (synth.exact.power)
-    if stamp.exists() and stamp.read_text() == tag and (root / ARCHIVE / "valid_labeled_studies.csv").exists():
-        return root / ARCHIVE
-    stamp.unlink(missing_ok=True)  # an interrupted run must not leave a valid-looking stamp
-    archive = make_archive(root, preset, seed=seed, n_jobs=n_jobs)
-    stamp.write_text(tag)
-    return archive
+    """Generate the archive on first use (`medvid_core.cache.ensure`); reuse it while `root` holds this
+    preset (its values, not just its name) and seed. Returns `root/MURA-v1.1`."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown MURA preset {preset!r}; choose from: {', '.join(PRESETS)}")
+    # bump the version whenever the pictures change, so an archive cached by an older generator is made
+    # again (v2: windowed capsule drawing redrew pixels of 9 `small` images; v3: CPU-independent gamma)
+    key = dict(generator="radiograph", version=3, preset=preset, values=asdict(PRESETS[preset]), seed=seed)
+    return ensure(root, key, lambda tmp: make_archive(tmp, preset, seed=seed, n_jobs=n_jobs)) / ARCHIVE
 
 
 def load_boxes(root: str | Path) -> pd.DataFrame:
