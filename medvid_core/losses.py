@@ -10,6 +10,9 @@ import numpy as np
 import torch
 
 
+# --------------------------------------------------------------------------- class imbalance
+
+
 def class_weights(targets, num_classes: int) -> torch.Tensor:
     """Inverse-frequency weights n / (k * n_c), as scikit-learn's class_weight="balanced" computes them.
 
@@ -26,8 +29,8 @@ def class_weights(targets, num_classes: int) -> torch.Tensor:
     return torch.tensor(weights, dtype=torch.float32)
 
 
-# --------------------------------------------------------------------------- Lecture 5 (3D and video):
-# sparse-annotation segmentation loss (3D U-Net, Cicek et al. 2016).
+# --------------------------------------------------------------------------- segmentation from sparse annotation
+# Dice + cross-entropy over the labelled voxels only (3D U-Net, Cicek et al. 2016).
 
 class SparseDiceCELoss(torch.nn.Module):
     """Cross-entropy + soft Dice over the *labelled* voxels only; voxels whose target is `ignore_index`

@@ -1,4 +1,6 @@
-"""Evaluation: accuracy, the bootstrap confidence interval, and the one timer for efficiency figures.
+"""Evaluation metrics, by method: classification scores, multi-label log loss, segmentation and detection
+(Dice, mask IoU, COCO average precision), bootstrap intervals, and model cost with the one timer for all
+efficiency figures.
 
 Metric functions take `(outputs, targets)` as the trainer's `metric_fn` does and return a dict of floats.
 """
@@ -6,13 +8,13 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
-import time
 from typing import Callable
 
 import numpy as np
 import torch
 
 from .models import count_parameters
+from .timing import timed
 
 
 def accuracy(outputs, targets) -> dict:
@@ -22,90 +24,88 @@ def accuracy(outputs, targets) -> dict:
     return {"accuracy": float((outputs.argmax(1) == hard).float().mean())}
 
 
-def bootstrap_accuracy(y_true, y_pred, *, frac: float = 0.4, n_rounds: int = 100, seed: int = 0) -> dict:
-    """Video4MRI's bootstrap: draw `frac` of the test set with replacement `n_rounds` times.
+# --------------------------------------------------------------------------- binary classification
+# thresholded scores, rank AUC (pooled and within groups), Cohen's kappa.
 
-    Returns the mean accuracy, the 2.5/97.5 percentile interval, and its half-width (the
-    number in brackets in the paper's Table 2, e.g. 0.849(0.103)).
+def binary_scores(targets, probs, *, threshold: float = 0.5) -> dict:
+    """Accuracy, recall, precision, F1 (at `threshold`) and ROC AUC of one binary task (scikit-learn).
+    AUC is NaN when the targets hold a single class."""
+    from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
+
+    y = np.asarray(targets).astype(int).ravel()
+    p = np.asarray(probs, dtype=float).ravel()
+    pred = (p >= threshold).astype(int)
+    return {"accuracy": float((pred == y).mean()), "recall": float(recall_score(y, pred, zero_division=0)),
+            "precision": float(precision_score(y, pred, zero_division=0)),
+            "f1": float(f1_score(y, pred, zero_division=0)),
+            "auc": float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else float("nan")}
+
+
+def auc_score(targets, scores) -> float:
+    """ROC AUC by ranks (Mann-Whitney U, ties averaged): NaN when the targets hold one class. The same
+    number as scikit-learn's roc_auc_score, fast enough for a thousand bootstrap rounds."""
+    from scipy.stats import rankdata
+
+    y = np.asarray(targets).astype(bool).ravel()
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(np.asarray(scores, dtype=float).ravel())
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def within_group_auc(targets, probs, groups) -> dict:
+    """ROC AUC inside each group (e.g. the slices of one head) that holds both classes, and their mean.
+
+    A pooled AUC over a handful of groups mixes each group's overall offset into the ranking: a model
+    that ranks the bleeding slices of every head above that head's clean slices still scores below 0.5
+    when its clean heads sit a little higher overall. Returns {"per_group": {group: auc}, "mean": float,
+    "groups": n}; the mean is NaN when no group holds both classes.
     """
-    correct = (np.asarray(y_true) == np.asarray(y_pred)).astype(float)
-    if correct.size == 0:
-        raise ValueError("bootstrap_accuracy: empty test set")
-    rng = np.random.default_rng(seed)
-    size = max(1, int(round(frac * correct.size)))
-    accs = correct[rng.integers(0, correct.size, (n_rounds, size))].mean(axis=1)
-    low, high = np.percentile(accs, [2.5, 97.5])
-    return {"mean": float(accs.mean()), "low": float(low), "high": float(high),
-            "half_width": float((high - low) / 2), "samples": accs}
+    from sklearn.metrics import roc_auc_score
+
+    y = np.asarray(targets).astype(int).ravel()
+    p = np.asarray(probs, dtype=float).ravel()
+    g = np.asarray(groups).ravel()
+    per = {}
+    for k in np.unique(g):
+        inside = g == k
+        if len(np.unique(y[inside])) == 2:
+            per[str(k)] = float(roc_auc_score(y[inside], p[inside]))
+    return {"per_group": per, "mean": float(np.mean(list(per.values()))) if per else float("nan"), "groups": len(per)}
 
 
-# --------------------------------------------------------------------------- timing: one timer for all figures
-
-WARMUP = 3  # untimed calls first: oneDNN picks its kernels and glibc raises its mmap threshold over a few calls
-
-
-def _sync(device) -> None:
-    if str(device).startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def time_calls(fns: dict[str, Callable[[], None]], *, repeats: int = 5, warmup: int = WARMUP,
-               device="cpu") -> dict[str, tuple[float, float]]:
-    """Median wall-clock and process-CPU seconds of each callable, timed round-robin.
-
-    Each runs `warmup` times untimed; then every round calls each one once in turn, so a slow stretch
-    of the machine hits all of them alike and their ratios stay fair. Wall clock is the figure to
-    report; CPU time (all threads of this process) is immune to other jobs on the cores and equals
-    wall clock for an undisturbed one-thread CPU run.
-    """
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    _sync(device)
-    walls, cpus = {k: [] for k in fns}, {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            wall, cpu = time.perf_counter(), time.process_time()
-            fn()
-            _sync(device)
-            walls[k].append(time.perf_counter() - wall)
-            cpus[k].append(time.process_time() - cpu)
-    return {k: (statistics.median(walls[k]), statistics.median(cpus[k])) for k in fns}
+def kappa_score(targets, predictions) -> float:
+    """Cohen's kappa of two label vectors (scikit-learn's formula); NaN when it is undefined (expected
+    agreement 1, e.g. one class in both)."""
+    t, p = np.asarray(targets).astype(int).ravel(), np.asarray(predictions).astype(int).ravel()
+    k = int(max(t.max(initial=0), p.max(initial=0))) + 1
+    cm = np.bincount(t * k + p, minlength=k * k).reshape(k, k).astype(float)
+    n = cm.sum()
+    observed = np.trace(cm) / n
+    expected = (cm.sum(0) @ cm.sum(1)) / n**2
+    return float((observed - expected) / (1 - expected)) if expected < 1 else float("nan")
 
 
-def inference_step(model: torch.nn.Module, input_shape: tuple[int, ...], *, device="cpu",
-                   wrap: Callable = lambda x: x) -> Callable[[], None]:
-    """One no-grad, eval-mode forward pass of one sample of `input_shape` (without the batch axis).
+# --------------------------------------------------------------------------- multi-label classification
+# a weighted mean of per-label binary log losses.
 
-    `wrap` adapts the input to the model (applied on every call: some models overwrite their input).
-    """
-    model.eval().to(device)
-    x = torch.randn(1, *input_shape, generator=torch.Generator().manual_seed(0)).to(device)  # global RNG untouched
-
-    @torch.no_grad()
-    def step() -> None:
-        model(wrap(x))
-
-    return step
-
-
-def inference_ms(model: torch.nn.Module, input_shape: tuple[int, ...], *, repeats: int = 5, device="cpu") -> float:
-    """Milliseconds per sample at batch 1: the median of `repeats` timed calls after the warm-up."""
-    return 1000 * time_calls({"m": inference_step(model, input_shape, device=device)}, repeats=repeats,
-                             device=device)["m"][0]
+def weighted_log_loss(targets, probs, *, weights=(1.0, 1.0, 1.0, 1.0, 1.0, 2.0), eps: float = 1e-7) -> float:
+    """Weighted multi-label log loss: per image, the `weights`-weighted mean of the binary log losses of
+    its labels, averaged over images. `targets` and `probs` are (n, len(weights)) arrays; probabilities are
+    clipped to [eps, 1 - eps]. The default weights are the RSNA Intracranial Hemorrhage challenge's metric
+    (Flanders et al. 2020): five subtypes weighted 1, the sixth label, `any`, weighted 2."""
+    y = np.asarray(targets, dtype=float)
+    p = np.clip(np.asarray(probs, dtype=float), eps, 1 - eps)
+    w = np.asarray(weights, dtype=float)
+    if y.shape != p.shape or y.ndim != 2 or y.shape[1] != len(w):
+        raise ValueError(f"weighted_log_loss: targets {y.shape} and probs {p.shape} must both be (n, {len(w)})")
+    losses = -(y * np.log(p) + (1 - y) * np.log(1 - p))
+    return float(np.mean(losses @ w / w.sum()))
 
 
-def efficiency(model: torch.nn.Module, epoch_seconds: list[float], input_shape: tuple[int, ...]) -> dict:
-    """Trainable params (M), training s/epoch (mean of the epochs after the first, which also reads the
-    files) and inference ms/sample at batch 1 for one input of `input_shape` (C, T, H, W), with the
-    number of torch threads it was timed with."""
-    secs = list(epoch_seconds[1:]) or list(epoch_seconds)
-    return {"params_m": count_parameters(model) / 1e6, "train_s_per_epoch": float(np.mean(secs)),
-            "inference_ms": inference_ms(model, input_shape), "threads": torch.get_num_threads()}
-
-
-# --------------------------------------------------------------------------- Lecture 5 (3D and video):
-# Dice, mask IoU and COCO-style average precision for (instance) segmentation; cost of a conv layer.
+# --------------------------------------------------------------------------- segmentation and detection
+# Dice, mask IoU and COCO-style average precision for (instance) segmentation.
 
 def dice(pred, target, *, num_classes: int, ignore_index: int | None = None) -> dict[int, float]:
     """Dice 2|P∩T| / (|P|+|T|) per class of integer label maps (any shape); voxels whose target equals
@@ -194,76 +194,8 @@ def average_precision(gt_masks: list, det_masks: list, det_scores: list, *,
     return out
 
 
-def layer_cost(layer: torch.nn.Module, input_shape: tuple[int, ...]) -> dict:
-    """Shape, parameters and FLOPs of one layer on an input of `input_shape` (batch included), without
-    computing anything: the layer runs on PyTorch's "meta" device, which only tracks shapes, and
-    torch's FlopCounterMode counts its FLOPs (2 per multiply-add, bias
-    additions not counted). `output_mb` is the float32 output size."""
-    import copy
-
-    from torch.utils.flop_counter import FlopCounterMode
-
-    meta = copy.deepcopy(layer).to("meta")
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        y = meta(torch.empty(input_shape, device="meta"))
-    return {"input_shape": tuple(input_shape), "output_shape": tuple(y.shape),
-            "params": sum(p.numel() for p in layer.parameters()), "gflops": counter.get_total_flops() / 1e9,
-            "output_mb": y.numel() * 4 / 2 ** 20}
-
-
-# --------------------------------------------------------------------------- multi-label CT (RSNA ICH):
-# the RSNA Intracranial Hemorrhage competition metric and the binary scores the ICH lesson reports.
-def weighted_log_loss(targets, probs, *, weights=(1.0, 1.0, 1.0, 1.0, 1.0, 2.0), eps: float = 1e-7) -> float:
-    """RSNA ICH metric: per image, the weighted mean of the six binary log losses (epidural,
-    intraparenchymal, intraventricular, subarachnoid, subdural, any; `any` weighted 2), averaged over
-    images. `targets` and `probs` are (n, 6) arrays; probabilities are clipped to [eps, 1 - eps]."""
-    y = np.asarray(targets, dtype=float)
-    p = np.clip(np.asarray(probs, dtype=float), eps, 1 - eps)
-    w = np.asarray(weights, dtype=float)
-    if y.shape != p.shape or y.ndim != 2 or y.shape[1] != len(w):
-        raise ValueError(f"weighted_log_loss: targets {y.shape} and probs {p.shape} must both be (n, {len(w)})")
-    losses = -(y * np.log(p) + (1 - y) * np.log(1 - p))
-    return float(np.mean(losses @ w / w.sum()))
-
-
-def binary_scores(targets, probs, *, threshold: float = 0.5) -> dict:
-    """Accuracy, recall, precision, F1 (at `threshold`) and ROC AUC of one binary task (scikit-learn).
-    AUC is NaN when the targets hold a single class."""
-    from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
-
-    y = np.asarray(targets).astype(int).ravel()
-    p = np.asarray(probs, dtype=float).ravel()
-    pred = (p >= threshold).astype(int)
-    return {"accuracy": float((pred == y).mean()), "recall": float(recall_score(y, pred, zero_division=0)),
-            "precision": float(precision_score(y, pred, zero_division=0)),
-            "f1": float(f1_score(y, pred, zero_division=0)),
-            "auc": float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else float("nan")}
-
-
-def within_group_auc(targets, probs, groups) -> dict:
-    """ROC AUC inside each group (e.g. the slices of one head) that holds both classes, and their mean.
-
-    A pooled AUC over a handful of groups mixes each group's overall offset into the ranking: a model
-    that ranks the bleeding slices of every head above that head's clean slices still scores below 0.5
-    when its clean heads sit a little higher overall. Returns {"per_group": {group: auc}, "mean": float,
-    "groups": n}; the mean is NaN when no group holds both classes.
-    """
-    from sklearn.metrics import roc_auc_score
-
-    y = np.asarray(targets).astype(int).ravel()
-    p = np.asarray(probs, dtype=float).ravel()
-    g = np.asarray(groups).ravel()
-    per = {}
-    for k in np.unique(g):
-        inside = g == k
-        if len(np.unique(y[inside])) == 2:
-            per[str(k)] = float(roc_auc_score(y[inside], p[inside]))
-    return {"per_group": per, "mean": float(np.mean(list(per.values()))) if per else float("nan"), "groups": len(per)}
-
-
-# --------------------------------------------------------------------------- bootstrap interval of any metric
-
+# --------------------------------------------------------------------------- bootstrap intervals
+# percentile-bootstrap confidence intervals of accuracy or of any metric, by case or by group.
 
 @dataclass(frozen=True)
 class Measure:
@@ -282,29 +214,22 @@ class Measure:
         return (self.high - self.low) / 2
 
 
-def auc_score(targets, scores) -> float:
-    """ROC AUC by ranks (Mann-Whitney U, ties averaged): NaN when the targets hold one class. The same
-    number as scikit-learn's roc_auc_score, fast enough for a thousand bootstrap rounds."""
-    from scipy.stats import rankdata
+def bootstrap_accuracy(y_true, y_pred, *, frac: float = 1.0, n_rounds: int = 1000, seed: int = 0) -> dict:
+    """Bootstrap of accuracy: draw `frac` of the test set with replacement `n_rounds` times.
 
-    y = np.asarray(targets).astype(bool).ravel()
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    ranks = rankdata(np.asarray(scores, dtype=float).ravel())
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def kappa_score(targets, predictions) -> float:
-    """Cohen's kappa of two label vectors (scikit-learn's formula); NaN when it is undefined (expected
-    agreement 1, e.g. one class in both)."""
-    t, p = np.asarray(targets).astype(int).ravel(), np.asarray(predictions).astype(int).ravel()
-    k = int(max(t.max(initial=0), p.max(initial=0))) + 1
-    cm = np.bincount(t * k + p, minlength=k * k).reshape(k, k).astype(float)
-    n = cm.sum()
-    observed = np.trace(cm) / n
-    expected = (cm.sum(0) @ cm.sum(1)) / n**2
-    return float((observed - expected) / (1 - expected)) if expected < 1 else float("nan")
+    `frac=1` is Efron's bootstrap (n draws of n); a smaller `frac` is a subsample bootstrap, whose wider
+    interval is what a paper drawing that fraction reports (Video4MRI: 40% x 100 rounds). Returns the mean
+    accuracy, the 2.5/97.5 percentile interval, its half-width and the `samples` (one accuracy a round).
+    """
+    correct = (np.asarray(y_true) == np.asarray(y_pred)).astype(float)
+    if correct.size == 0:
+        raise ValueError("bootstrap_accuracy: empty test set")
+    rng = np.random.default_rng(seed)
+    size = max(1, int(round(frac * correct.size)))
+    accs = correct[rng.integers(0, correct.size, (n_rounds, size))].mean(axis=1)
+    low, high = np.percentile(accs, [2.5, 97.5])
+    return {"mean": float(accs.mean()), "low": float(low), "high": float(high),
+            "half_width": float((high - low) / 2), "samples": accs}
 
 
 def bootstrap_measure(metric: Callable[..., float], *arrays, groups=None, n_rounds: int = 1000,
@@ -335,3 +260,86 @@ def bootstrap_measure(metric: Callable[..., float], *arrays, groups=None, n_roun
         return Measure(value, float("nan"), float("nan"), len(members), chance)
     low, high = np.percentile(draws, [2.5, 97.5])
     return Measure(value, float(low), float(high), len(members), chance)
+
+
+# --------------------------------------------------------------------------- model cost and timing
+# parameters, FLOPs of a layer, and one timer for all efficiency figures.
+
+WARMUP = 3  # untimed calls first: oneDNN picks its kernels and glibc raises its mmap threshold over a few calls
+
+
+def _sync(device) -> None:
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def time_calls(fns: dict[str, Callable[[], None]], *, repeats: int = 5, warmup: int = WARMUP,
+               device="cpu") -> dict[str, tuple[float, float]]:
+    """Median wall-clock and process-CPU seconds of each callable, timed round-robin.
+
+    Each runs `warmup` times untimed; then every round calls each one once in turn, so a slow stretch
+    of the machine hits all of them alike and their ratios stay fair. Wall clock is the figure to
+    report; CPU time (all threads of this process) is immune to other jobs on the cores and equals
+    wall clock for an undisturbed one-thread CPU run.
+    """
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    _sync(device)
+    walls, cpus = {k: [] for k in fns}, {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            with timed(device=device) as t:
+                fn()
+            walls[k].append(t.wall)
+            cpus[k].append(t.cpu)
+    return {k: (statistics.median(walls[k]), statistics.median(cpus[k])) for k in fns}
+
+
+def inference_step(model: torch.nn.Module, input_shape: tuple[int, ...], *, device="cpu",
+                   wrap: Callable = lambda x: x) -> Callable[[], None]:
+    """One no-grad, eval-mode forward pass of one sample of `input_shape` (without the batch axis).
+
+    `wrap` adapts the input to the model (applied on every call: some models overwrite their input).
+    """
+    model.eval().to(device)
+    x = torch.randn(1, *input_shape, generator=torch.Generator().manual_seed(0)).to(device)  # global RNG untouched
+
+    @torch.no_grad()
+    def step() -> None:
+        model(wrap(x))
+
+    return step
+
+
+def inference_ms(model: torch.nn.Module, input_shape: tuple[int, ...], *, repeats: int = 5, device="cpu") -> float:
+    """Milliseconds per sample at batch 1: the median of `repeats` timed calls after the warm-up."""
+    return 1000 * time_calls({"m": inference_step(model, input_shape, device=device)}, repeats=repeats,
+                             device=device)["m"][0]
+
+
+def efficiency(model: torch.nn.Module, epoch_seconds: list[float], input_shape: tuple[int, ...]) -> dict:
+    """Trainable params (M), training s/epoch (mean of the epochs after the first, which also reads the
+    files) and inference ms/sample at batch 1 for one input of `input_shape` (C, T, H, W), with the
+    number of torch threads it was timed with."""
+    secs = list(epoch_seconds[1:]) or list(epoch_seconds)
+    return {"params_m": count_parameters(model) / 1e6, "train_s_per_epoch": float(np.mean(secs)),
+            "inference_ms": inference_ms(model, input_shape), "threads": torch.get_num_threads()}
+
+
+def layer_cost(layer: torch.nn.Module, input_shape: tuple[int, ...]) -> dict:
+    """Shape, parameters and FLOPs of one layer on an input of `input_shape` (batch included), without
+    computing anything: the layer runs on PyTorch's "meta" device, which only tracks shapes, and
+    torch's FlopCounterMode counts its FLOPs (2 per multiply-add, bias
+    additions not counted). `output_mb` is the float32 output size."""
+    import copy
+
+    from torch.utils.flop_counter import FlopCounterMode
+
+    meta = copy.deepcopy(layer).to("meta")
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        y = meta(torch.empty(input_shape, device="meta"))
+    return {"input_shape": tuple(input_shape), "output_shape": tuple(y.shape),
+            "params": sum(p.numel() for p in layer.parameters()), "gflops": counter.get_total_flops() / 1e9,
+            "output_mb": y.numel() * 4 / 2 ** 20}

@@ -8,10 +8,13 @@ Every study's recipe is a set of keyword arguments to `fit`:
 * metrics stay out of the loop: `metric_fn(outputs, targets)` sees a whole epoch's outputs;
 * AdamW or SGD with momentum; weight decay on the head the caller names, or everywhere;
 * a linear warm-up + one cosine cycle (per step), reduce-on-plateau (per epoch) or a constant lr;
+* batch mixing (CutMix / MixUp) for the first fraction of epochs, and "precise BN" at the end;
 * early stopping on a monitored history value, restoring the best epoch's weights;
 * a checkpoint every epoch and `resume` from one, reaching the same weights as an uninterrupted run.
 
-The defaults are Video4MRI's recipe: AdamW, cross-entropy, warm-up + cosine, weight decay on `fc`.
+The defaults are plain method defaults, each with its reason beside it in `fit`'s signature: cross-entropy,
+AdamW without weight decay, one cosine decay without warm-up, a mixer (if given) in every epoch, no early
+stopping. A study passes its paper's recipe explicitly (its room, or its `params/<study>/paper.yaml`).
 """
 from __future__ import annotations
 
@@ -19,7 +22,6 @@ import copy
 import math
 import os
 import random
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -27,6 +29,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm  # plain tqdm: tqdm.auto never advances under papermill
+
+from .timing import timed
 
 SCHEDULES = ("warmup_cosine", "plateau", "constant")
 OPTIMIZERS = ("adamw", "sgd")
@@ -96,10 +100,11 @@ def _call(model, inputs, forward: Callable | None):
 
 
 def make_optimizer(model: torch.nn.Module, *, lr: float, weight_decay: float = 0.0, optimizer: str = "adamw",
-                   momentum: float = 0.9, head: str | None = "fc") -> torch.optim.Optimizer:
+                   momentum: float = 0.9, head: str | None = None) -> torch.optim.Optimizer:
     """AdamW or SGD (with `momentum`); weight decay on the submodule `head` alone, or on everything if None.
 
-    `head` is an attribute path (`"fc"`, `"classifier.6"`, `"head"`): Video4MRI decays the FC head only.
+    `head` is an attribute path (`"fc"`, `"classifier.6"`, `"head"`): decaying the classifier head only
+    regularises the layer that overfits first and leaves the features alone (as in Video4MRI's recipe).
     Two parameter groups always (decayed first), so the group order does not depend on `head`.
     """
     if optimizer not in OPTIMIZERS:
@@ -145,7 +150,7 @@ def train_one_epoch(model, loader, optimizer, scheduler=None, *, loss_fn: Callab
     """
     device = resolve_device(device)
     model.train()
-    start, total, loss_sum = time.perf_counter(), 0, 0.0
+    clock, total, loss_sum = timed(), 0, 0.0
     outputs_seen, targets_seen = [], []
     for x, y in loader:
         x, y = to_device(x, device), to_device(y, device)
@@ -166,7 +171,7 @@ def train_one_epoch(model, loader, optimizer, scheduler=None, *, loss_fn: Callab
     if total == 0:
         raise ValueError(f"the training loader gave no batch ({len(loader.dataset)} samples, batch size "
                          f"{loader.batch_size}, drop_last={loader.drop_last}): use a smaller batch size or more data")
-    row = {"loss": loss_sum / total, "seconds": time.perf_counter() - start}
+    row = {"loss": loss_sum / total, "seconds": clock.stop().wall}
     if metric_fn is not None:
         row.update(metric_fn(_concat(outputs_seen), _concat(targets_seen)))
     return row
@@ -207,16 +212,29 @@ class History(list):
 
 
 def _better(value: float, best: float | None, mode: str) -> bool:
-    return best is None or (value < best if mode == "min" else value > best)
+    """A NaN (an undefined kappa, a diverged loss) never becomes nor stays the best epoch."""
+    if math.isnan(value):
+        return False
+    return best is None or math.isnan(best) or (value < best if mode == "min" else value > best)
 
 
-def fit(model, train_loader, *, epochs: int, lr: float, loss_fn: Callable = F.cross_entropy,
-        forward: Callable | None = None, metric_fn: Callable | None = None, optimizer: str = "adamw",
-        momentum: float = 0.9, weight_decay: float = 0.0, head: str | None = "fc",
-        schedule: str = "warmup_cosine", warmup_epochs: int = 0, plateau_factor: float = 0.1,
-        plateau_patience: int = 5, val_loader=None, monitor: str = "val_loss", monitor_mode: str = "min",
-        early_stopping: int = 0, mix=None, mix_fraction: float = 0.8, bn_loader=None,
-        checkpoint_dir: str | Path | None = None, resume: str | Path | None = None, device="cpu",
+def fit(model, train_loader, *, epochs: int, lr: float,
+        loss_fn: Callable = F.cross_entropy,  # single-label classification; takes soft (mixed) targets too
+        forward: Callable | None = None,  # None: model(inputs)
+        metric_fn: Callable | None = None,  # None: the loss alone is recorded
+        optimizer: str = "adamw",  # Adam with decoupled weight decay: forgiving of the lr, nothing else to tune
+        momentum: float = 0.9,  # SGD only: the usual heavy-ball value
+        weight_decay: float = 0.0,  # off: a regulariser to tune per task, not a given
+        head: str | None = None,  # where weight decay goes: None = every parameter, as torch's optimizers do
+        schedule: str = "warmup_cosine",  # one cosine decay to zero over the run: no milestones to pick
+        warmup_epochs: int = 0,  # no warm-up: worth it with large lrs or batches, not by default
+        plateau_factor: float = 0.1,  # schedule="plateau": torch's ReduceLROnPlateau factor
+        plateau_patience: int = 5,  # schedule="plateau": epochs without improvement before the lr drops
+        val_loader=None, monitor: str = "val_loss", monitor_mode: str = "min",
+        early_stopping: int = 0,  # off: runs the given epochs
+        mix=None,  # a batch mixer such as BatchMix (CutMix / MixUp); None: no mixing
+        mix_fraction: float = 1.0,  # with `mix`: mix in every epoch; less leaves the last epochs clean
+        bn_loader=None, checkpoint_dir: str | Path | None = None, resume: str | Path | None = None, device="cpu",
         desc: str = "train") -> History:
     """Train for `epochs` (fewer if early stopping fires); return the history.
 

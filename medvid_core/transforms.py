@@ -1,9 +1,10 @@
-"""Video augmentation applied to MRI clips, and batch mixing (CutMix / MixUp).
+"""Transforms, by method: per-clip video augmentation and batch mixing, optical flow as input channels,
+CT intensity windowing, and volume resampling, rotation and orthogonal views.
 
-Video4MRI augments a clip the way video recognition does: one random resized crop,
-brightness change and small rotation (±15°) drawn per clip and applied to every frame,
-so the slices stay aligned. CutMix (p=0.6) or MixUp (p=0.4) then mixes pairs of clips in
-a batch (the same box across all frames: spatial CutMix) during the first 80% of epochs.
+Per-clip augmentation treats a 3D scan as video recognition treats a clip (Video4MRI's recipe): one random
+resized crop, brightness change and small rotation drawn per clip and applied to every frame, so the
+slices stay aligned. CutMix or MixUp then mixes pairs of clips in a batch (the same box across all frames:
+spatial CutMix).
 """
 from __future__ import annotations
 
@@ -13,8 +14,13 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 
+# --------------------------------------------------------------------------- video augmentation and batch mixing
+# one draw per clip for all its frames; CutMix / MixUp of pairs of clips into soft targets.
+
 class VideoAugment:
-    """Per-clip random resized crop, brightness and rotation on (K, H, W) frames."""
+    """Per-clip random resized crop, brightness and rotation on (K, H, W) frames: one draw for all frames,
+    so the slices of a clip stay aligned. The defaults are mild: crops keep most of the frame, +-20%
+    brightness, +-15 degrees."""
 
     def __init__(self, *, crop_scale: tuple[float, float] = (0.8, 1.0), brightness: float = 0.2,
                  rotate_degrees: float = 15.0):
@@ -41,10 +47,11 @@ class BatchMix:
 
     Takes clips (B, C, T, H, W) and integer labels; returns mixed clips and soft targets
     (B, num_classes), which `torch.nn.functional.cross_entropy` accepts directly.
-    torchvision's CutMix/MixUp do the mixing; they see the batch as a `Video`.
+    torchvision's CutMix/MixUp do the mixing; they see the batch as a `Video`. The defaults switch between
+    the two with even odds, as DeiT's recipe (timm's `switch_prob=0.5`); a paper's own odds are passed in.
     """
 
-    def __init__(self, *, num_classes: int, cutmix_p: float = 0.6, mixup_p: float = 0.4, alpha: float = 1.0):
+    def __init__(self, *, num_classes: int, cutmix_p: float = 0.5, mixup_p: float = 0.5, alpha: float = 1.0):
         if cutmix_p + mixup_p > 1 + 1e-9:
             raise ValueError(f"cutmix_p + mixup_p must be <= 1, got {cutmix_p} + {mixup_p}")
         self.num_classes, self.cutmix_p, self.mixup_p = num_classes, cutmix_p, mixup_p
@@ -60,8 +67,8 @@ class BatchMix:
         return x, torch.nn.functional.one_hot(y, self.num_classes).float()
 
 
-# --------------------------------------------------------------------------- Lecture 5 (3D and video):
-# dense optical flow as input channels (two-stream networks) and the three orthogonal views of a volume.
+# --------------------------------------------------------------------------- optical flow
+# dense optical flow between consecutive frames, stacked as input channels (two-stream networks).
 
 class FlowError(ValueError):
     """Frames that optical flow cannot use; the message says why."""
@@ -102,87 +109,20 @@ def flow_stack(frames, *, subtract_mean: bool = False, **flow_kwargs):
     return flow.reshape(-1, *flow.shape[2:])
 
 
-def orthogonal_views(volume, *, center=None):
-    """The three orthogonal planes through `center` (default: the middle) of a (D, H, W) cube, as Ciompi
-    et al. feed a 2D network: (3, S, S) for a cube of side S, ordered axial (z), coronal (y), sagittal (x)."""
-    import numpy as np
-
-    v = np.asarray(volume)
-    if v.ndim != 3 or len(set(v.shape)) != 1:
-        raise ValueError(f"orthogonal_views: need a cube (S, S, S), got shape {v.shape}")
-    z, y, x = center if center is not None else [s // 2 for s in v.shape]
-    return np.stack([v[z], v[:, y], v[:, :, x]])
-
-
-# --------------------------------------------------------------------------- CNN+RNN on CT (ViPTT-Net):
-# HU windowing, spline-interpolated zoom (SIZ) of a whole volume to a fixed D x H x W, rotation of a volume
-
+# --------------------------------------------------------------------------- CT intensity windowing
+# Hounsfield units -> [0, 1] through one or several (level, width) windows; background removal.
 
 def hu_to_unit(volume, *, low: float = -1000.0, high: float = 400.0):
-    """Clip Hounsfield units to [low, high] and scale to [0, 1] (float32); the ViPTT-Net code's window."""
+    """Clip Hounsfield units to [low, high] and scale to [0, 1] (float32).
+
+    The default [-1000, 400] HU keeps air to dense soft tissue, as the ViPTT-Net code (Zunair et al.) does."""
     import numpy as np
 
     v = np.asarray(volume, dtype=np.float32)
     return (np.clip(v, low, high) - low) / (high - low)
 
 
-def spline_zoom(volume, *, depth: int, height: int, width: int, order: int = 1):
-    """Spline-interpolated zoom (SIZ): resample a (d, h, w) volume to (depth, height, width) with
-    `scipy.ndimage.zoom` over all three axes at once.
-
-    A volume with fewer slices than `depth` is stretched along z (interpolated), never padded. `order`
-    is the spline order: 1 as the ViPTT-Net code does (after `hu_to_unit`); their earlier uniformizing
-    work zoomed depth only with order 3. Output is float32, clipped to the input's range (order > 1
-    overshoots at edges).
-    """
-    import numpy as np
-    from scipy import ndimage
-
-    v = np.asarray(volume, dtype=np.float32)
-    if v.ndim != 3 or min(v.shape) < 1:
-        raise ValueError(f"spline_zoom: need a (d, h, w) volume, got shape {v.shape}")
-    target = (depth, height, width)
-    out = ndimage.zoom(v, [t / s for t, s in zip(target, v.shape)], order=order, mode="nearest", grid_mode=False)
-    if out.shape != target:  # scipy rounds the output size; guard against an off-by-one
-        raise ValueError(f"spline_zoom: got {out.shape}, expected {target}")
-    return np.clip(out, v.min(), v.max())
-
-
-ROTATION_ANGLES = (-20, -10, -5, 0, 5, 10, 20)  # ViPTT-Net's draw (0 included: unrotated volumes too)
-
-
-def rotate_volume(volume, angle: float, *, order: int = 1):
-    """Rotate every axial slice of a (D, H, W) volume by `angle` degrees about its centre (same size;
-    `scipy.ndimage.rotate`, edges filled with the nearest value), result clipped to the input's range."""
-    import numpy as np
-    from scipy import ndimage
-
-    v = np.asarray(volume, dtype=np.float32)
-    if angle == 0:
-        return v.copy()
-    out = ndimage.rotate(v, angle, axes=(1, 2), reshape=False, order=order, mode="nearest")
-    return np.clip(out, v.min(), v.max())
-
-
-class RandomVolumeRotation:
-    """Rotate a (D, H, W) volume (numpy or torch) by an angle drawn uniformly from `angles`; the draw uses
-    torch's global generator, so `seed_everything` fixes it."""
-
-    def __init__(self, *, angles: tuple[float, ...] = ROTATION_ANGLES, order: int = 1):
-        self.angles, self.order = tuple(angles), order
-
-    def __call__(self, volume):
-        angle = self.angles[int(torch.randint(len(self.angles), (1,)))]
-        if isinstance(volume, torch.Tensor):
-            return torch.from_numpy(rotate_volume(volume.numpy(), angle, order=self.order))
-        return rotate_volume(volume, angle, order=self.order)
-
-    def __repr__(self) -> str:
-        return f"RandomVolumeRotation(angles={self.angles}, order={self.order})"
-
-
-# --------------------------------------------------------------------------- CT windowing (RSNA ICH):
-# a head-CT slice in HU -> the usual three (level, width) windows stacked as channels.
+# named (level, width) presets in HU of head CT
 CT_WINDOWS = {"brain": (40.0, 80.0), "subdural": (80.0, 200.0), "bone": (600.0, 2800.0)}
 
 
@@ -194,7 +134,10 @@ def ct_window(hu, level: float, width: float):
 
 
 def window_stack(hu, windows=("brain", "subdural", "bone")):
-    """(H, W) HU -> (len(windows), H, W) float32 in [0, 1]; `windows` are names of CT_WINDOWS or (level, width)."""
+    """(H, W) HU -> (len(windows), H, W) float32 in [0, 1]; `windows` are names of CT_WINDOWS or (level, width).
+
+    The default brain, subdural and bone windows as three channels is the usual input of a head-CT
+    classifier (the common recipe of the RSNA Intracranial Hemorrhage challenge's solutions)."""
     import numpy as np
 
     hu = np.asarray(hu, dtype=np.float32)
@@ -215,3 +158,71 @@ def remove_background(hu, *, threshold: float = -500.0, air: float = -1000.0):
     sizes = ndimage.sum_labels(np.ones_like(hu), lab, index=np.arange(1, n + 1))
     head = ndimage.binary_fill_holes(lab == 1 + int(np.argmax(sizes)))
     return np.where(head, hu, np.float32(air))
+
+
+# --------------------------------------------------------------------------- volume resampling and rotation
+# spline-interpolated zoom (SIZ) to a fixed D x H x W, rotation of every slice, orthogonal views.
+
+def spline_zoom(volume, *, depth: int, height: int, width: int, order: int = 1):
+    """Spline-interpolated zoom (SIZ): resample a (d, h, w) volume to (depth, height, width) with
+    `scipy.ndimage.zoom` over all three axes at once.
+
+    A volume with fewer slices than `depth` is stretched along z (interpolated), never padded. `order`
+    is the spline order: 1 as in ViPTT-Net's code (Zunair et al., after `hu_to_unit`); their earlier
+    uniformizing work zoomed depth only with order 3. Output is float32, clipped to the input's range (order > 1
+    overshoots at edges).
+    """
+    import numpy as np
+    from scipy import ndimage
+
+    v = np.asarray(volume, dtype=np.float32)
+    if v.ndim != 3 or min(v.shape) < 1:
+        raise ValueError(f"spline_zoom: need a (d, h, w) volume, got shape {v.shape}")
+    target = (depth, height, width)
+    out = ndimage.zoom(v, [t / s for t, s in zip(target, v.shape)], order=order, mode="nearest", grid_mode=False)
+    if out.shape != target:  # scipy rounds the output size; guard against an off-by-one
+        raise ValueError(f"spline_zoom: got {out.shape}, expected {target}")
+    return np.clip(out, v.min(), v.max())
+
+
+def rotate_volume(volume, angle: float, *, order: int = 1):
+    """Rotate every axial slice of a (D, H, W) volume by `angle` degrees about its centre (same size;
+    `scipy.ndimage.rotate`, edges filled with the nearest value), result clipped to the input's range."""
+    import numpy as np
+    from scipy import ndimage
+
+    v = np.asarray(volume, dtype=np.float32)
+    if angle == 0:
+        return v.copy()
+    out = ndimage.rotate(v, angle, axes=(1, 2), reshape=False, order=order, mode="nearest")
+    return np.clip(out, v.min(), v.max())
+
+
+class RandomVolumeRotation:
+    """Rotate a (D, H, W) volume (numpy or torch) by an angle (degrees) drawn uniformly from `angles`; the
+    draw uses torch's global generator, so `seed_everything` fixes it. `angles` is the caller's protocol
+    (include 0 to keep some volumes unrotated); there is no default set."""
+
+    def __init__(self, *, angles: tuple[float, ...], order: int = 1):
+        self.angles, self.order = tuple(angles), order
+
+    def __call__(self, volume):
+        angle = self.angles[int(torch.randint(len(self.angles), (1,)))]
+        if isinstance(volume, torch.Tensor):
+            return torch.from_numpy(rotate_volume(volume.numpy(), angle, order=self.order))
+        return rotate_volume(volume, angle, order=self.order)
+
+    def __repr__(self) -> str:
+        return f"RandomVolumeRotation(angles={self.angles}, order={self.order})"
+
+
+def orthogonal_views(volume, *, center=None):
+    """The three orthogonal planes through `center` (default: the middle) of a (D, H, W) cube, as Ciompi
+    et al. feed a 2D network: (3, S, S) for a cube of side S, ordered axial (z), coronal (y), sagittal (x)."""
+    import numpy as np
+
+    v = np.asarray(volume)
+    if v.ndim != 3 or len(set(v.shape)) != 1:
+        raise ValueError(f"orthogonal_views: need a cube (S, S, S), got shape {v.shape}")
+    z, y, x = center if center is not None else [s // 2 for s in v.shape]
+    return np.stack([v[z], v[:, y], v[:, :, x]])

@@ -1,4 +1,4 @@
-"""Bootstrap accuracy (Video4MRI's 40% x 100 rounds) and the efficiency figures."""
+"""Bootstrap accuracy (Efron's by default, a subsample bootstrap on request) and the efficiency figures."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,6 +7,9 @@ import torch
 import torch.nn as nn
 
 from medvid_core.metrics import accuracy, bootstrap_accuracy, efficiency, inference_ms, time_calls
+
+
+SUBSAMPLE = dict(frac=0.4, n_rounds=100)  # a subsample bootstrap: 40% of the test set, 100 rounds
 
 
 def seventy_percent():
@@ -18,7 +21,7 @@ def seventy_percent():
 
 def test_all_correct():
     y = np.array([0, 1, 1, 0, 1] * 4)
-    r = bootstrap_accuracy(y, y)
+    r = bootstrap_accuracy(y, y, **SUBSAMPLE)
     assert r["mean"] == 1.0 and (r["low"], r["high"]) == (1.0, 1.0) and r["half_width"] == 0.0
     assert r["samples"].shape == (100,) and (r["samples"] == 1.0).all()
 
@@ -31,7 +34,7 @@ def test_all_wrong():
 
 def test_seventy_percent():
     y_true, y_pred = seventy_percent()
-    r = bootstrap_accuracy(y_true, y_pred, seed=0)
+    r = bootstrap_accuracy(y_true, y_pred, seed=0, **SUBSAMPLE)
     assert abs(r["mean"] - 0.7) < 0.05
     assert r["low"] < 0.7 < r["high"]
     assert r["half_width"] == pytest.approx((r["high"] - r["low"]) / 2)
@@ -44,6 +47,16 @@ def test_seventy_percent():
     # ... and not a finer grid: some round is an odd multiple of 1/40 (not a multiple of 1/20)
     assert (np.round(k).astype(int) % 2 == 1).any()
     assert all(isinstance(r[key], float) for key in ("mean", "low", "high", "half_width"))
+
+
+def test_default_is_efrons_bootstrap():
+    """Neutral defaults: n draws of n cases, 1000 rounds (a paper's own protocol is passed in)."""
+    y_true, y_pred = seventy_percent()
+    r = bootstrap_accuracy(y_true, y_pred)
+    assert r["samples"].shape == (1000,)
+    k = r["samples"] * 100  # 100 draws per round: every round's accuracy is k/100
+    np.testing.assert_allclose(k, np.round(k), atol=1e-9)
+    assert r["half_width"] < bootstrap_accuracy(y_true, y_pred, **SUBSAMPLE)["half_width"]  # more draws, narrower
 
 
 def test_round_count_and_fraction():

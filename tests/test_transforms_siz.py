@@ -1,11 +1,12 @@
-"""ViPTT-Net's transforms: HU window, spline-interpolated zoom (SIZ) over all three axes, volume rotation."""
+"""Volume transforms: HU window, spline-interpolated zoom (SIZ) over all three axes, volume rotation."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from medvid_core.transforms import ROTATION_ANGLES, RandomVolumeRotation, hu_to_unit, rotate_volume, spline_zoom
+from medvid_core.studies import viptt_net
+from medvid_core.transforms import RandomVolumeRotation, hu_to_unit, rotate_volume, spline_zoom
 
 
 def test_hu_window_to_unit_range():
@@ -41,7 +42,6 @@ def test_siz_refuses_non_3d():
 
 
 def test_rotation_angles_and_shape():
-    assert ROTATION_ANGLES == (-20, -10, -5, 0, 5, 10, 20)
     vol = np.zeros((3, 32, 32), np.float32)
     vol[:, 14:18, 4:28] = 1.0  # a horizontal bar
     assert np.array_equal(rotate_volume(vol, 0), vol)
@@ -49,8 +49,16 @@ def test_rotation_angles_and_shape():
     assert turned.shape == vol.shape and 0 <= turned.min() and turned.max() <= 1
     assert not np.allclose(turned, vol) and np.allclose(turned[0], turned[2])  # every slice rotated alike
     torch.manual_seed(0)
-    aug = RandomVolumeRotation()
+    aug = RandomVolumeRotation(angles=(-20, -10, -5, 0, 5, 10, 20))
     seen = {float(np.abs(aug(vol) - vol).sum()) for _ in range(30)}
     assert len(seen) > 3  # several angles drawn, 0 among them
     assert 0.0 in seen
     assert isinstance(aug(torch.from_numpy(vol)), torch.Tensor)
+
+
+def test_rotation_angles_are_the_callers_protocol():
+    """No default draw in the generic transform: the angles are a study's protocol (ViPTT-Net's lives in its room)."""
+    with pytest.raises(TypeError, match="angles"):
+        RandomVolumeRotation()
+    assert viptt_net.ROTATION_ANGLES == (-20, -10, -5, 0, 5, 10, 20)  # the study's draw, unchanged
+    assert repr(RandomVolumeRotation(angles=[5, -5])) == "RandomVolumeRotation(angles=(5, -5), order=1)"

@@ -206,9 +206,9 @@ def run_trial(model: str, train_df: pd.DataFrame, test_df: pd.DataFrame, *, stor
     test_loader = DataLoader(test_set, batch_size=batch_size)
     net = get_model(model, num_classes=num_classes, dropout=dropout)
     mix = BatchMix(num_classes=num_classes, cutmix_p=cutmix_p, mixup_p=mixup_p) if cutmix_p + mixup_p > 0 else None
-    history = fit(net, train_loader, epochs=epochs, lr=lr, warmup_epochs=warmup_epochs, weight_decay=weight_decay,
-                  head="fc", metric_fn=accuracy, mix=mix, mix_fraction=mix_fraction,
-                  bn_loader=DataLoader(bn_set, batch_size=batch_size), device=device,
+    history = fit(net, train_loader, epochs=epochs, lr=lr, optimizer="adamw", schedule="warmup_cosine",
+                  warmup_epochs=warmup_epochs, weight_decay=weight_decay, head="fc", metric_fn=accuracy, mix=mix,
+                  mix_fraction=mix_fraction, bn_loader=DataLoader(bn_set, batch_size=batch_size), device=device,
                   desc=" ".join([model, *map(str, (tags or {}).values())]))
     ev = evaluate(net, test_loader, device=device)
     probs = ev["outputs"].softmax(1).numpy()
