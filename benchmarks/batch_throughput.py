@@ -22,7 +22,6 @@ import io
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import nbformat
@@ -32,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from medvid_core.batch import batch, cores, execute_run  # noqa: E402
 from medvid_core.runner import is_complete, prepare  # noqa: E402
+from medvid_core.timing import timed  # noqa: E402
 
 PARAMS = """\
 seed = 0  # torch seed
@@ -68,19 +68,18 @@ def main() -> None:
         print(f"{args.runs} runs of {args.steps} steps; {n_cores} cores (os.sched_getaffinity); "
               f"load average before: {load0[0]:.1f} {load0[1]:.1f} {load0[2]:.1f}", flush=True)
 
-        t0 = time.monotonic()
-        for spec in specs:
-            res = execute_run({"study": spec.study, "name": spec.name, "output_root": str(tmp / "serial"),
-                               "notebook_dir": str(tmp), "overrides": spec.overrides},
-                              n_cores, str(tmp / "logs" / f"{spec.name}.log"))
-            assert res["rc"] == 0, res["error"]
-        serial = time.monotonic() - t0
+        with timed() as serial_time:
+            for spec in specs:
+                res = execute_run({"study": spec.study, "name": spec.name, "output_root": str(tmp / "serial"),
+                                   "notebook_dir": str(tmp), "overrides": spec.overrides},
+                                  n_cores, str(tmp / "logs" / f"{spec.name}.log"))
+                assert res["rc"] == 0, res["error"]
+        serial = serial_time.wall
         print(f"serial: {serial:.1f}s ({serial / args.runs:.1f}s per run, {n_cores} torch threads each)", flush=True)
 
-        t0 = time.monotonic()
-        with contextlib.redirect_stdout(io.StringIO()):  # the summary table; the bar goes to stderr
+        with timed() as cluster_time, contextlib.redirect_stdout(io.StringIO()):  # the summary table; bar: stderr
             rc = batch(specs, output_root=tmp / "cluster", notebook_dir=tmp, workers=workers)
-        cluster = time.monotonic() - t0
+        cluster = cluster_time.wall
         assert rc == 0 and all(is_complete(s, tmp / "cluster") for s in specs)
         load1 = os.getloadavg()
         print(f"LocalCluster ({workers} workers x 1 thread, {max(1, n_cores // workers)} torch thread(s) per run): "

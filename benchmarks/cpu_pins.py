@@ -26,8 +26,9 @@ CASES = {
 }
 
 CHILD = r"""
-import json, statistics, sys, time
+import json, statistics, sys
 import medvid_core
+from medvid_core.timing import timed
 if {pin}:
     medvid_core.pin_cpu_kernels()
 import torch, torchvision, monai
@@ -44,7 +45,9 @@ for _ in range(3):
     step()
 times = []
 for _ in range({repeats}):
-    t = time.perf_counter(); step(); times.append(time.perf_counter() - t)
+    with timed() as t:
+        step()
+    times.append(t.wall)
 print(json.dumps({{"steps_per_s": 1 / statistics.median(times), "isa": torch.backends.cpu.get_cpu_capability()}}))
 """
 

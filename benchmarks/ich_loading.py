@@ -15,24 +15,24 @@ so that drift on a shared machine does not favour one; wall clock and process CP
 from __future__ import annotations
 
 import argparse
-import time
 
 import pydicom
 import torch
 
 from medvid_core.io.dicom import DicomError, read_hu
 from medvid_core.studies import ich
+from medvid_core.timing import timed
 
 
 def rate(fn, items, repeats: int) -> tuple[float, float]:
     """(wall slices/s, CPU slices/s): best of `repeats` passes."""
     wall, cpu = [], []
     for _ in range(repeats):
-        w0, c0 = time.perf_counter(), time.process_time()
-        for it in items:
-            fn(it)
-        wall.append(time.perf_counter() - w0)
-        cpu.append(time.process_time() - c0)
+        with timed() as t:
+            for it in items:
+                fn(it)
+        wall.append(t.wall)
+        cpu.append(t.cpu)
     return len(items) / min(wall), len(items) / min(cpu)
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import numpy as np
 import torch
@@ -30,6 +29,7 @@ import torch
 from medvid_core import explain
 from medvid_core.metrics import time_calls
 from medvid_core.studies import mura_zoom as mz
+from medvid_core.timing import timed
 
 
 def zoom_stage_ms(*, size: int, width: float, full: int, repeats: int) -> dict:
@@ -69,9 +69,9 @@ def svm_seconds(*, features: int, fraction: float) -> dict:
         x = rng.normal(size=(n, features)).astype(np.float32)
         y = (x[:, :8].sum(1) + rng.normal(size=n) > 0).astype(int)
         clf = mz.svm_classifier(svm_degree=5, svm_estimators=10, svm_max_samples=0.1)
-        start = time.perf_counter()
-        clf.fit(x, y)
-        out[part] = {"train_samples": n, "train_s": time.perf_counter() - start, "paper_train_s": row.paper_train_s}
+        with timed() as t:
+            clf.fit(x, y)
+        out[part] = {"train_samples": n, "train_s": t.wall, "paper_train_s": row.paper_train_s}
     return out
 
 

@@ -12,7 +12,6 @@ between the two runs' losses (float tolerance), and ms per CT for ViPTT-Net infe
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import torch
@@ -23,6 +22,7 @@ from medvid_core.metrics import inference_ms
 from medvid_core.models import get_model
 from medvid_core.models.cnn_rnn import precompute_features
 from medvid_core.synth.action_video import ACTIONS, render_clip
+from medvid_core.timing import timed
 from medvid_core.train import fit, seed_everything
 
 
@@ -38,10 +38,10 @@ def pretrain(x, y, *, cached: bool, epochs: int, vgg_width: float, seed: int = 0
     """Seconds per epoch (feature pass included in the cached run's total) and the loss history."""
     seed_everything(seed)
     model = get_model("viptt_net", num_classes=len(ACTIONS), width=vgg_width).freeze_encoder()
-    start = time.perf_counter()
-    if cached:
-        x, y = precompute_features(model, DataLoader(TensorDataset(x, y), batch_size=8))
-    feature_s = time.perf_counter() - start
+    with timed() as t:
+        if cached:
+            x, y = precompute_features(model, DataLoader(TensorDataset(x, y), batch_size=8))
+    feature_s = t.wall
     loader = DataLoader(TensorDataset(x, y), batch_size=2, shuffle=True, generator=torch.Generator().manual_seed(seed))
     hist = fit(model, loader, epochs=epochs, lr=1e-3, optimizer="sgd", momentum=0.0, schedule="constant",
                head="fc", desc="cached" if cached else "recompute")

@@ -303,20 +303,37 @@ def empty_map(saliency: np.ndarray) -> bool:
     return bool(np.ptp(saliency) == 0)
 
 
-def map_mass(saliency: np.ndarray, boxes: Sequence[Box], *, map_to_image: tuple[float, float] = (1.0, 1.0)) -> float:
-    """Fraction of a non-negative map's total inside the union of `boxes` (image pixels; the map is
-    (h, w) and `map_to_image` = (sx, sy) scales map pixels to image pixels). NaN without boxes, and NaN for
-    an all-zero map (e.g. a Grad-CAM whose weighted channels are all negative): it points nowhere, which is
-    reported (`empty_map`), not scored as 0."""
-    if not len(boxes):
-        return float("nan")
-    h, w = saliency.shape
+def _box_mask(shape: tuple[int, int], boxes: Sequence[Box], map_to_image: tuple[float, float]) -> np.ndarray:
+    """The map pixels (h, w) that the union of `boxes` (image pixels) touches."""
+    h, w = shape
     mask = np.zeros((h, w), bool)
     sx, sy = map_to_image
     for x0, y0, x1, y1 in boxes:
         mask[int(np.floor(y0 / sy)):int(np.ceil(y1 / sy)), int(np.floor(x0 / sx)):int(np.ceil(x1 / sx))] = True
+    return mask
+
+
+def map_mass(saliency: np.ndarray, boxes: Sequence[Box], *, map_to_image: tuple[float, float] = (1.0, 1.0)) -> float:
+    """Fraction of a non-negative map's total inside the union of `boxes` (image pixels; the map is
+    (h, w) and `map_to_image` = (sx, sy) scales map pixels to image pixels). NaN without boxes, and NaN for
+    a constant map, all zero (e.g. a Grad-CAM whose weighted channels are all negative) or not: it points
+    nowhere, which is counted (`empty_map`) and reported, not scored (as 0, or as the boxes' area share).
+    The area share, the score of a map that ignores the image, is `area_fraction`."""
+    if not len(boxes) or empty_map(saliency):
+        return float("nan")
+    mask = _box_mask(saliency.shape, boxes, map_to_image)
     total = float(saliency.sum())
     return float(saliency[mask].sum()) / total if total > 0 else float("nan")
+
+
+def area_fraction(map_shape: tuple[int, int], boxes: Sequence[Box], *,
+                  map_to_image: tuple[float, float] = (1.0, 1.0)) -> float:
+    """The share of an (h, w) map's pixels inside the union of `boxes` (image pixels): what `map_mass`
+    would give a uniform map, the chance level of a map that ignores the image. NaN without boxes."""
+    if not len(boxes):
+        return float("nan")
+    mask = _box_mask(tuple(map_shape), boxes, map_to_image)
+    return float(mask.sum()) / float(mask.size)
 
 
 def pointing_hit(saliency: np.ndarray, boxes: Sequence[Box], *, map_to_image: tuple[float, float] = (1.0, 1.0)) -> float:

@@ -19,15 +19,22 @@ def fork_map(fn: Callable, args: Sequence[tuple], *, n_jobs: int, chunksize: int
     return [fn(*a) for a in args]
 
 
-def progress_map(fn: Callable, items: Sequence, *, n_jobs: int = 1, desc: str = "", min_items: int = 5000) -> list:
-    """`[fn(x) for x in items]` in order, on `n_jobs` forked processes, with a progress bar once there are
-    `min_items` or more (a bar for a two-second pass is noise in a notebook). `fn` must be picklable
+def progress_imap(fn: Callable, items: Sequence, *, n_jobs: int = 1, desc: str = "", min_items: int = 5000):
+    """`fn(x)` for each of `items`, yielded in order as they are computed, on `n_jobs` forked processes, with a
+    progress bar once there are `min_items` or more (a bar for a two-second pass is noise in a notebook).
+    Results are not held: a caller writing each to disk keeps memory bounded. `fn` must be picklable
     (a module-level function or an instance of a module-level class)."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # plain tqdm, as the trainer: tqdm.auto never advances under papermill
 
     bar = dict(total=len(items), desc=desc, leave=False, disable=len(items) < min_items)
     if n_jobs > 1 and len(items) > 1:
         with get_context("fork").Pool(n_jobs) as pool:
             chunk = max(1, min(64, len(items) // (4 * n_jobs)))
-            return list(tqdm(pool.imap(fn, items, chunksize=chunk), **bar))
-    return [fn(x) for x in tqdm(items, **bar)]
+            yield from tqdm(pool.imap(fn, items, chunksize=chunk), **bar)
+    else:
+        yield from (fn(x) for x in tqdm(items, **bar))
+
+
+def progress_map(fn: Callable, items: Sequence, *, n_jobs: int = 1, desc: str = "", min_items: int = 5000) -> list:
+    """`list(progress_imap(...))`: every result, in order."""
+    return list(progress_imap(fn, items, n_jobs=n_jobs, desc=desc, min_items=min_items))

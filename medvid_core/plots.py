@@ -11,11 +11,21 @@ from .io.nifti import load_volume
 from .sampling import SegmentSampler, volume_to_frames
 
 
-def finish(fig, path: str | Path | None = None):
-    """Lay out `fig`, save it to `path` if given, and return it (every figure function ends here)."""
+def finish(fig, path: str | Path | None = None, *, dpi: int = 110, tight_bbox: bool = True, show: bool = False):
+    """Lay out `fig`, save it to `path` if given, and return it: every figure function, here and in the
+    studies, ends here.
+
+    `dpi` and `tight_bbox` (``bbox_inches="tight"``) are the saved file's; a study keeps its own so its
+    saved figures stay as they were. `show=True` shows the figure now and closes it, returning None (for
+    a function whose notebook cell should display it once, not once more as the cell's value).
+    """
     fig.tight_layout()
     if path is not None:
-        fig.savefig(path, dpi=110, bbox_inches="tight")
+        fig.savefig(path, dpi=dpi, **({"bbox_inches": "tight"} if tight_bbox else {}))
+    if show:
+        plt.show()
+        plt.close(fig)
+        return None
     return fig
 
 

@@ -162,3 +162,18 @@ def test_an_empty_map_is_reported_not_scored():
     assert explain.empty_map(zero) and not explain.empty_map(np.eye(8))
     assert np.isnan(explain.map_mass(zero, [(0, 0, 4, 4)]))
     assert np.isnan(explain.pointing_hit(zero, [(0, 0, 4, 4)]))
+
+
+def test_a_constant_nonzero_map_is_reported_not_scored_and_chance_is_the_area_share():
+    """A constant map that is not zero points nowhere either: NaN for mass and hit (it used to score the
+    boxes' area share as its mass); that share is `area_fraction`, the uniform map's chance level."""
+    flat = np.full((8, 8), 0.3, np.float32)
+    box = [(0, 0, 4, 4)]  # a quarter of the map
+    assert explain.empty_map(flat)
+    assert np.isnan(explain.map_mass(flat, box)) and np.isnan(explain.pointing_hit(flat, box))
+    assert explain.area_fraction(flat.shape, box) == 0.25
+    assert explain.area_fraction((8, 8), [(0, 0, 8, 8)], map_to_image=(2, 2)) == 0.25  # image pixels -> map
+    assert np.isnan(explain.area_fraction((8, 8), []))
+    almost = flat.copy()
+    almost[0, 0] = 0.31  # one pixel off: no longer constant, scored
+    assert explain.map_mass(almost, box) == pytest.approx((16 * 0.3 + 0.01) / (64 * 0.3 + 0.01))

@@ -8,7 +8,8 @@ import torch.nn as nn
 import medvid_core.models.cnn4  # noqa: F401  (registers cnn4)
 import medvid_core.models.resnet2d  # noqa: F401
 from medvid_core.models import get_model
-from medvid_core.models.cnn4 import ParallelHeads, replace_head
+from medvid_core.models.cnn4 import ParallelHeads
+from medvid_core.models.heads import replace_head
 
 
 @pytest.mark.parametrize("outputs,size", [(1, 64), (5, 72), (5, 40)])
@@ -29,7 +30,7 @@ def test_parallel_heads_are_independent():
 
 
 def test_replace_head_on_resnet():
-    model = replace_head(get_model("resnet18", num_classes=2, width=0.125), "fc", 5).eval()
+    model = replace_head(get_model("resnet18", num_classes=2, width=0.125), "fc", 5, head=ParallelHeads).eval()
     assert isinstance(model.fc, ParallelHeads) and model(torch.randn(1, 3, 32, 32)).shape == (1, 5)
     with pytest.raises(ValueError, match="not a Linear"):
         replace_head(model, "layer1", 2)

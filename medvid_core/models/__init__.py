@@ -11,6 +11,7 @@ Each family lives in its own file and registers its named constructors with
 """
 from __future__ import annotations
 
+import inspect
 from typing import Callable
 
 import torch.nn as nn
@@ -19,9 +20,14 @@ _MODELS: dict[str, Callable[..., nn.Module]] = {}
 
 
 def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-    """Register a constructor under its function name (the name params use)."""
+    """Register a constructor under its function name (the name params use).
+
+    Its keyword arguments must be spelled out: a `**kwargs` constructor would pass a misspelt or unknown
+    params key on to code that may accept it silently (MONAI's ResNet takes `pretrained` and downloads)."""
     if fn.__name__ in _MODELS:
         raise ValueError(f"model {fn.__name__!r} is registered twice")
+    if any(p.kind is p.VAR_KEYWORD for p in inspect.signature(fn).parameters.values()):
+        raise TypeError(f"model {fn.__name__!r}: list its keyword arguments instead of taking **kwargs")
     _MODELS[fn.__name__] = fn
     return fn
 
@@ -34,6 +40,11 @@ def get_model(name: str, **kwargs) -> nn.Module:
     """Build a registered model, e.g. ``get_model("tsm_r18", num_classes=2)``."""
     if name not in _MODELS:
         raise ValueError(f"unknown model {name!r}; choose from: {', '.join(list_models())}")
+    accepted = inspect.signature(_MODELS[name]).parameters
+    unknown = [k for k in kwargs if k not in accepted]
+    if unknown:
+        raise TypeError(f"model {name!r} got unknown keyword argument(s) {', '.join(unknown)}; "
+                        f"it takes: {', '.join(accepted)}")
     return _MODELS[name](**kwargs)
 
 

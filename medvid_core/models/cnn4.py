@@ -4,8 +4,8 @@ Four 3x3 convolutions with ReLU in two pairs, each pair followed by a 2x2 max-po
 and two fully-connected layers; sigmoid outputs (the model returns logits: train with
 `BCEWithLogitsLoss`). The flatten sees a fixed `pool_size` grid (adaptive max-pool) so any input size
 works. The last layer is `ParallelHeads`: one independent Linear(hidden, 1) per output, i.e. a binary
-head (1 output) or five parallel subtype heads (5 outputs); `replace_head` puts the same head on
-another backbone (VGG's `classifier.6`, ResNet's `fc`).
+head (1 output) or five parallel subtype heads (5 outputs); `heads.replace_head(model, path, n,
+head=ParallelHeads)` puts the same head on another backbone (VGG's `classifier.6`, ResNet's `fc`).
 """
 from __future__ import annotations
 
@@ -27,23 +27,6 @@ class ParallelHeads(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([h(x) for h in self.heads], dim=1)
-
-
-def replace_head(model: nn.Module, attr: str, num_outputs: int) -> nn.Module:
-    """Swap the Linear at attribute path `attr` (e.g. "fc", "classifier.6") for `ParallelHeads`."""
-    *parents, last = attr.split(".")
-    parent = model
-    for name in parents:
-        parent = getattr(parent, name) if not name.isdigit() else parent[int(name)]
-    old = parent[int(last)] if last.isdigit() else getattr(parent, last)
-    if not isinstance(old, nn.Linear):
-        raise ValueError(f"replace_head: {attr} is a {type(old).__name__}, not a Linear")
-    new = ParallelHeads(old.in_features, num_outputs)
-    if last.isdigit():
-        parent[int(last)] = new
-    else:
-        setattr(parent, last, new)
-    return model
 
 
 class CNN4(nn.Module):

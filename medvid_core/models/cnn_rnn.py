@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 
 from . import register_model
+from .heads import replace_head
 from .vgg import vgg_features
 
 
@@ -78,9 +79,7 @@ class CNNRNN(nn.Module):
 
     def replace_head(self, num_classes: int) -> "CNNRNN":
         """A fresh `fc` for `num_classes`; every other weight stays."""
-        old = self.fc
-        self.fc = nn.Linear(old.in_features, num_classes).to(old.weight.device)
-        return self
+        return replace_head(self, "fc", num_classes)
 
 
 @torch.no_grad()

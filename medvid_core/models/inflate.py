@@ -111,8 +111,7 @@ def inflate(net2d: nn.Module, *, time_kernel: int = 3, time_padding: str = "repl
         if new is not None:
             if name == "":
                 return new
-            parent, _, leaf = name.rpartition(".")
-            setattr(net.get_submodule(parent) if parent else net, leaf, new)
+            net.set_submodule(name, new)
     return net
 
 

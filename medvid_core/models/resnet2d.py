@@ -90,16 +90,19 @@ class ResNet2d(tv.ResNet):
 
 
 @register_model
-def resnet18(**kwargs) -> ResNet2d:
-    return ResNet2d(BasicBlock, [2, 2, 2, 2], **kwargs)
+def resnet18(*, num_classes: int = 2, in_channels: int = 3, width: float = 1.0, dropout: float = 0.0) -> ResNet2d:
+    return ResNet2d(BasicBlock, [2, 2, 2, 2], num_classes=num_classes, in_channels=in_channels, width=width,
+                    dropout=dropout)
 
 
 @register_model
-def resnet50(**kwargs) -> ResNet2d:
-    return ResNet2d(Bottleneck, [3, 4, 6, 3], **kwargs)
+def resnet50(*, num_classes: int = 2, in_channels: int = 3, width: float = 1.0, dropout: float = 0.0) -> ResNet2d:
+    return ResNet2d(Bottleneck, [3, 4, 6, 3], num_classes=num_classes, in_channels=in_channels, width=width,
+                    dropout=dropout)
 
 
 @register_model
-def resnet152(**kwargs) -> ResNet2d:
+def resnet152(*, num_classes: int = 2, in_channels: int = 3, width: float = 1.0, dropout: float = 0.0) -> ResNet2d:
     """ResNet-152: Bottleneck blocks [3, 8, 36, 3]."""
-    return ResNet2d(Bottleneck, [3, 8, 36, 3], **kwargs)
+    return ResNet2d(Bottleneck, [3, 8, 36, 3], num_classes=num_classes, in_channels=in_channels, width=width,
+                    dropout=dropout)

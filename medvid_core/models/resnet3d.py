@@ -12,18 +12,18 @@ from monai.networks.nets import resnet18, resnet50
 from . import register_model
 
 
-def _resnet3d(builder, *, num_classes: int = 2, in_channels: int = 1, dropout: float = 0.4,
-              **kwargs) -> nn.Module:
-    net = builder(spatial_dims=3, n_input_channels=in_channels, num_classes=num_classes, **kwargs)
+def _resnet3d(builder, *, num_classes: int, in_channels: int, dropout: float) -> nn.Module:
+    # no `pretrained`: MONAI would download MedicalNet weights
+    net = builder(spatial_dims=3, n_input_channels=in_channels, num_classes=num_classes)
     net.fc = nn.Sequential(nn.Dropout(dropout), net.fc)  # same head recipe as TSN/TSM; adds no params
     return net
 
 
 @register_model
-def resnet3d_18(**kwargs) -> nn.Module:
-    return _resnet3d(resnet18, **kwargs)
+def resnet3d_18(*, num_classes: int = 2, in_channels: int = 1, dropout: float = 0.4) -> nn.Module:
+    return _resnet3d(resnet18, num_classes=num_classes, in_channels=in_channels, dropout=dropout)
 
 
 @register_model
-def resnet3d_50(**kwargs) -> nn.Module:
-    return _resnet3d(resnet50, **kwargs)
+def resnet3d_50(*, num_classes: int = 2, in_channels: int = 1, dropout: float = 0.4) -> nn.Module:
+    return _resnet3d(resnet50, num_classes=num_classes, in_channels=in_channels, dropout=dropout)

@@ -145,6 +145,10 @@ class SlowFast(nn.Module):
 
 
 @register_model
-def slowfast_r50(**kwargs) -> SlowFast:
+def slowfast_r50(*, num_classes: int = 2, in_channels: int = 1, dropout: float = 0.4, fusion_ratio: int = 2,
+                 slow_temporal: tuple[bool, ...] = (False, False, True, True), slow_width: int = 64,
+                 zero_init_residual: bool = True) -> SlowFast:
     """Video4MRI setting: alpha = 8 (4 slow frames of 32), beta = 1/8, 5 x 1 x 1 laterals, stages 3-4-6-3."""
-    return SlowFast(depths=(3, 4, 6, 3), alpha=8, beta_inv=8, fusion_kernel=5, **kwargs)
+    return SlowFast(depths=(3, 4, 6, 3), alpha=8, beta_inv=8, fusion_kernel=5, fusion_ratio=fusion_ratio,
+                    slow_temporal=slow_temporal, slow_width=slow_width, num_classes=num_classes,
+                    in_channels=in_channels, dropout=dropout, zero_init_residual=zero_init_residual)

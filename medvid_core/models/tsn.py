@@ -107,20 +107,22 @@ class TSN(nn.Module):
 
 
 @register_model
-def tsn_r18(**kwargs) -> TSN:
-    return TSN(backbone="resnet18", **kwargs)
+def tsn_r18(*, num_classes: int = 2, in_channels: int = 1, dropout: float = 0.4) -> TSN:
+    return TSN(backbone="resnet18", num_classes=num_classes, in_channels=in_channels, dropout=dropout)
 
 
 @register_model
-def tsn_r50(**kwargs) -> TSN:
-    return TSN(backbone="resnet50", **kwargs)
+def tsn_r50(*, num_classes: int = 2, in_channels: int = 1, dropout: float = 0.4) -> TSN:
+    return TSN(backbone="resnet50", num_classes=num_classes, in_channels=in_channels, dropout=dropout)
 
 
 @register_model
-def tsm_r18(**kwargs) -> TSN:
-    return TSN(backbone="resnet18", shift=True, **kwargs)
+def tsm_r18(*, num_classes: int = 2, in_channels: int = 1, dropout: float = 0.4, shift_div: int = 8) -> TSN:
+    return TSN(backbone="resnet18", shift=True, num_classes=num_classes, in_channels=in_channels, dropout=dropout,
+               shift_div=shift_div)
 
 
 @register_model
-def tsm_r50(**kwargs) -> TSN:
-    return TSN(backbone="resnet50", shift=True, **kwargs)
+def tsm_r50(*, num_classes: int = 2, in_channels: int = 1, dropout: float = 0.4, shift_div: int = 8) -> TSN:
+    return TSN(backbone="resnet50", shift=True, num_classes=num_classes, in_channels=in_channels, dropout=dropout,
+               shift_div=shift_div)

@@ -80,16 +80,22 @@ class VGG(nn.Module):
 
 
 @register_model
-def vgg11(**kwargs) -> VGG:
-    return VGG(depth=11, **kwargs)
+def vgg11(*, num_classes: int = 2, in_channels: int = 3, width: float = 1.0, batch_norm: bool = False,
+          dropout: float = 0.5) -> VGG:
+    return VGG(depth=11, num_classes=num_classes, in_channels=in_channels, width=width, batch_norm=batch_norm,
+               dropout=dropout)
 
 
 @register_model
-def vgg16(**kwargs) -> VGG:
-    return VGG(depth=16, **kwargs)
+def vgg16(*, num_classes: int = 2, in_channels: int = 3, width: float = 1.0, batch_norm: bool = False,
+          dropout: float = 0.5) -> VGG:
+    return VGG(depth=16, num_classes=num_classes, in_channels=in_channels, width=width, batch_norm=batch_norm,
+               dropout=dropout)
 
 
 @register_model
-def vgg19(**kwargs) -> VGG:
+def vgg19(*, num_classes: int = 2, in_channels: int = 3, width: float = 1.0, batch_norm: bool = False,
+          dropout: float = 0.5) -> VGG:
     """VGG19 (configuration E): 16 convolutions and 3 fully-connected layers."""
-    return VGG(depth=19, **kwargs)
+    return VGG(depth=19, num_classes=num_classes, in_channels=in_channels, width=width, batch_norm=batch_norm,
+               dropout=dropout)

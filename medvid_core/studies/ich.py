@@ -9,7 +9,6 @@ DICOM files and `stage_2_train.csv`) as on the synthetic cohort.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +17,6 @@ import pandas as pd
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset
 
 import medvid_core.models.cnn4  # noqa: F401  (registers cnn4)
@@ -26,15 +24,19 @@ import medvid_core.models.resnet2d  # noqa: F401  (registers resnet152)
 import medvid_core.models.vgg  # noqa: F401  (registers vgg16)
 from medvid_core.data import leakage_report
 from medvid_core.io.dicom import DicomError, read_header, read_hu
+from medvid_core.io.index import index_files
 from medvid_core.io.rsna import SUBTYPES, read_rsna_labels
 from medvid_core.findings import finding
 from medvid_core.metrics import Measure, auc_score, binary_scores, bootstrap_measure, weighted_log_loss
 from medvid_core.models import count_parameters, get_model
-from medvid_core.models.cnn4 import replace_head
+from medvid_core.models.cnn4 import ParallelHeads
+from medvid_core.models.heads import replace_head
 from medvid_core.paths import data_dir
+from medvid_core.splits import stratified_split
 from medvid_core.synth.head_ct import generate_cohort
+from medvid_core.timing import timed
 from medvid_core.train import evaluate, fit, resolve_device, seed_everything
-from medvid_core.transforms import remove_background, window_stack
+from medvid_core.transforms import hu_to_unit, remove_background, window_stack
 
 STUDY = "ich"
 BLEEDS = list(SUBTYPES[:5])
@@ -74,8 +76,9 @@ def cohort_root(*, data_root: str = "", cohort_preset: str = "small", seed: int 
     return generate_cohort(data_dir() / STUDY / f"{cohort_preset}-seed{seed}", preset=cohort_preset, seed=seed)
 
 
-def index_cohort(root: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """All DICOM files with their labels and headers.
+def index_cohort(root: str | Path, *, n_jobs: int = 1) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """All DICOM files with their labels and headers (read on `n_jobs` processes, cached on the listing:
+    RSNA's 752,803 headers are read once, `medvid_core.io.index`).
 
     Returns (slices, skip_log, counts): `slices` has one row per labelled, readable header (image,
     file, subject, series, z, six label columns, position in its series); `skip_log` (file, reason)
@@ -85,13 +88,12 @@ def index_cohort(root: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     root = Path(root)
     labels = read_rsna_labels(root / "stage_2_train.csv")
     files = sorted((root / "stage_2_train").glob("*.dcm"))
-    rows, skips = [], []
-    for f in files:
-        try:
-            rows.append({"image": f.stem, "file": str(f), **read_header(f)})
-        except DicomError as exc:
-            skips.append({"file": str(f), "reason": str(exc).split(": ", 1)[-1]})
-    df = pd.DataFrame(rows).rename(columns={"patient": "subject"})
+    table = index_files(files, read_header, name="dicom-headers", n_jobs=n_jobs,
+                        text_columns=("patient", "study", "series"))
+    bad = table["error"] != ""
+    skips = table.loc[bad, ["file", "error"]].rename(columns={"error": "reason"}).to_dict("records")
+    df = table.loc[~bad].drop(columns="error").rename(columns={"patient": "subject"})
+    df.insert(0, "image", [Path(f).stem for f in df["file"]])
     annotated = df["image"].isin(labels.index)
     counts = {"dicom_files": len(files), "labelled_images": int(len(labels)),
               "unannotated": int((~annotated).sum()), "labels_without_file": int((~labels.index.isin(df["image"])).sum())}
@@ -133,7 +135,7 @@ class SliceStore:
         self.decode_seconds = 0.0
 
     def load(self, df: pd.DataFrame) -> pd.DataFrame:
-        start = time.perf_counter()
+        clock = timed()
         for image, file in zip(df["image"], df["file"]):
             if image in self.tensors or image in self.skipped:
                 continue
@@ -141,7 +143,7 @@ class SliceStore:
                 self.tensors[image] = prepare_slice(file, load_size=self.load_size)
             except DicomError as exc:
                 self.skipped[image] = (file, str(exc).split(": ", 1)[-1])
-        self.decode_seconds += time.perf_counter() - start
+        self.decode_seconds += clock.stop().wall
         return df[df["image"].isin(self.tensors.keys())].reset_index(drop=True)
 
     @property
@@ -153,24 +155,16 @@ class SliceStore:
 
 
 # ----------------------------------------------------------------------------- splits, leakage, balance
-def _stratified(items, labels, test_size: float, seed: int):
-    """train_test_split stratified by `labels`; unstratified when a class is too small to stratify (tiny cohorts)."""
-    try:
-        return train_test_split(items, test_size=test_size, random_state=seed, stratify=labels)
-    except ValueError:
-        return train_test_split(items, test_size=test_size, random_state=seed)
-
-
 def split(df: pd.DataFrame, *, by: str, test_size: float = 0.15, seed: int = 0):
     """`by="slices"`: slices randomised regardless of subject (the leaky protocol); `by="subjects"`: all
     slices of a subject on one side, subjects stratified by whether they bleed. Returns (train, test, report)
     with `leakage_report`'s subject overlap."""
     if by == "slices":
-        train, test = _stratified(df, df["any"], test_size, seed)
+        train, test = stratified_split(df, df["any"], test_size=test_size, seed=seed)  # warns if it cannot
     elif by == "subjects":
         subj = df.groupby("subject")["any"].max()
         # a plain array: sklearn cannot index a pyarrow-backed string Index (pandas 3 with pyarrow installed)
-        tr, te = _stratified(subj.index.to_numpy(dtype=object), subj.values, test_size, seed)
+        tr, te = stratified_split(subj.index.to_numpy(dtype=object), subj.values, test_size=test_size, seed=seed)
         train, test = df[df["subject"].isin(tr)], df[df["subject"].isin(te)]
     else:
         raise ValueError(f"split: by must be 'slices' or 'subjects', got {by!r}")
@@ -226,10 +220,11 @@ def build_model(name: str, *, num_outputs: int, cnn4_width: int = 32, vgg_width:
     if name == "cnn4":
         return get_model("cnn4", num_outputs=num_outputs, width=cnn4_width)
     if name == "vgg16":
-        return replace_head(get_model("vgg16", num_classes=num_outputs, width=vgg_width), HEADS[name], num_outputs)
+        return replace_head(get_model("vgg16", num_classes=num_outputs, width=vgg_width), HEADS[name], num_outputs,
+                            head=ParallelHeads)
     if name == "resnet152":
         return replace_head(get_model("resnet152", num_classes=num_outputs, width=resnet_width), HEADS[name],
-                            num_outputs)
+                            num_outputs, head=ParallelHeads)
     raise ValueError(f"build_model: unknown model {name!r}; choose from {', '.join(HEADS)}")
 
 
@@ -270,7 +265,7 @@ def run_trial(model_name: str, train_df: pd.DataFrame, test_df: pd.DataFrame, *,
         raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
     if balance not in ("none", "class_weights", "hybrid"):
         raise ValueError(f"balance must be 'none', 'class_weights' or 'hybrid', got {balance!r}")
-    start = time.perf_counter()
+    clock = timed()
     seed_everything(seed)
     device = resolve_device(device)
     cols = _columns(task)
@@ -308,7 +303,7 @@ def run_trial(model_name: str, train_df: pd.DataFrame, test_df: pd.DataFrame, *,
     if task == "multilabel":
         test["prob_any"] = probs.max(axis=1)
     return Trial(model_name, task, model, list(history), test, score(test, task), count_parameters(model) / 1e6,
-                 len(fit_rows), time.perf_counter() - start, {"best_epoch": history.best_epoch, "split": by})
+                 len(fit_rows), clock.stop().wall, {"best_epoch": history.best_epoch, "split": by})
 
 
 def score(test: pd.DataFrame, task: str) -> dict:
@@ -512,37 +507,31 @@ def dataset_summary(df: pd.DataFrame, skip_log: pd.DataFrame, counts: dict) -> p
 
 
 # ----------------------------------------------------------------------------- figures
-def _finish(fig, path):
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.show()
-    plt.close(fig)
-
-
 def windows_figure(file: str, *, path=None):
     """One slice: HU, background removed, each window, and the three stacked as RGB."""
     import matplotlib.pyplot as plt
 
+    from medvid_core.plots import finish
+
     hu = read_hu(file)
     clean = remove_background(hu)
     stack = window_stack(clean)
-    panels = [(np.clip((hu + 1000) / 2000, 0, 1), "HU (-1000..1000)"), (np.clip((clean + 1000) / 2000, 0, 1),
-              "background removed"), (stack[0], "brain (40, 80)"), (stack[1], "subdural (80, 200)"),
-              (stack[2], "bone (600, 2800)"), (stack.transpose(1, 2, 0), "stacked (R, G, B)")]
+    panels = [(hu_to_unit(hu, low=-1000, high=1000), "HU (-1000..1000)"),
+              (hu_to_unit(clean, low=-1000, high=1000), "background removed"), (stack[0], "brain (40, 80)"),
+              (stack[1], "subdural (80, 200)"), (stack[2], "bone (600, 2800)"), (stack.transpose(1, 2, 0), "stacked (R, G, B)")]
     fig, axes = plt.subplots(1, 6, figsize=(15, 2.9))
     for ax, (img, title) in zip(axes, panels):
         ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
         ax.set_title(title, fontsize=9)
         ax.axis("off")
-    _finish(fig, path)
+    finish(fig, path, show=True)
 
 
 def class_balance_figure(df: pd.DataFrame, *, path=None):
     """The seed's Figures 4-6: positive vs negative slices, slices per subtype, 0/1 per label."""
     import matplotlib.pyplot as plt
+
+    from medvid_core.plots import finish
 
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.4))
     df["any"].map({0: "no ICH", 1: "ICH"}).value_counts().plot.bar(ax=axes[0], color=["tab:blue", "tab:red"])
@@ -554,13 +543,16 @@ def class_balance_figure(df: pd.DataFrame, *, path=None):
     axes[2].set_title("labels 0 / 1 per column")
     for ax in axes:
         ax.tick_params(axis="x", rotation=30)
-    _finish(fig, path)
+    finish(fig, path, show=True)
 
 
 def roc_figure(trials: dict, *, path=None):
     """ROC curves: one panel per trial (label -> Trial); multi-label trials draw one curve per subtype."""
     import matplotlib.pyplot as plt
+
     from sklearn.metrics import roc_curve
+
+    from medvid_core.plots import finish
 
     fig, axes = plt.subplots(1, len(trials), figsize=(4 * len(trials), 3.8), squeeze=False)
     for ax, (label, t) in zip(axes[0], trials.items()):
@@ -571,12 +563,14 @@ def roc_figure(trials: dict, *, path=None):
         ax.plot([0, 1], [0, 1], "k:", lw=0.8)
         ax.set(title=label, xlabel="false positive rate", ylabel="true positive rate")
         ax.legend(fontsize=7, loc="lower right")
-    _finish(fig, path)
+    finish(fig, path, show=True)
 
 
 def predictions_figure(trial: Trial, root: str | Path, *, n: int = 6, seed: int = 0, path=None):
     """Test slices in the brain window with the ground-truth bleed mask outlined, true and predicted subtypes."""
     import matplotlib.pyplot as plt
+
+    from medvid_core.plots import finish
 
     test = trial.test
     rng = np.random.default_rng(seed)
@@ -597,17 +591,17 @@ def predictions_figure(trial: Trial, root: str | Path, *, n: int = 6, seed: int 
         pred = "/".join(c for c in BLEEDS if r[f"prob_{c}"] >= 0.5) or "none"
         ax.set_title(f"true: {true}\npred: {pred}", fontsize=7)
         ax.axis("off")
-    _finish(fig, path)
+    finish(fig, path, show=True)
 
 
 def load_cohort(*, data_root: str = "", cohort_preset: str = "small", seed: int = 0,
-                load_size: int = 256) -> tuple[Path, pd.DataFrame, SliceStore, pd.DataFrame, dict]:
+                load_size: int = 256, n_jobs: int = 1) -> tuple[Path, pd.DataFrame, SliceStore, pd.DataFrame, dict]:
     """Cohort -> (root, usable slices, the store holding them decoded once, skip log, counts).
 
     The skip log lists every file left out and why (unreadable header, corrupt or undecodable pixels);
     `counts` has the folder's totals, the unannotated files and the usable slices."""
     root = cohort_root(data_root=data_root, cohort_preset=cohort_preset, seed=seed)
-    df, header_skips, counts = index_cohort(root)
+    df, header_skips, counts = index_cohort(root, n_jobs=n_jobs)
     store = SliceStore(load_size=load_size)
     kept = store.load(df)
     skip_log = pd.concat([header_skips, store.skip_log], ignore_index=True)

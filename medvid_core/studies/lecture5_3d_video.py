@@ -8,7 +8,6 @@ Every runner builds its data with the kit's generators (`synth.lung_nodule`, `sy
 from __future__ import annotations
 
 import math
-import time
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -30,11 +29,13 @@ from medvid_core.findings import finding
 from medvid_core.metrics import Measure, accuracy, auc_score, average_precision, bootstrap_measure, dice, layer_cost
 from medvid_core.models import count_parameters, get_model
 from medvid_core.paths import data_dir
+from medvid_core.plots import finish
 from medvid_core.synth.action_video import render_clip
 from medvid_core.synth.lung_nodule import UNLABELLED, ensure_nodule_cubes, ensure_sparse_volumes
-from medvid_core.synth.nuclei import make_nuclei_images
+from medvid_core.synth.nuclei import ensure_nuclei_images
+from medvid_core.timing import timed
 from medvid_core.train import evaluate, fit, seed_everything
-from medvid_core.transforms import flow_stack, orthogonal_views
+from medvid_core.transforms import flow_stack, hu_to_unit, orthogonal_views
 
 STUDY = "lecture5_3d_video"
 
@@ -66,13 +67,6 @@ REFERENCES = {
     "icu": "Yeung, Salipur et al., A computer vision system for deep learning-based detection of patient "
            "mobilization activities in the ICU, npj Digital Medicine 2019",
 }
-
-
-def _finish(fig, path=None):
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=100, bbox_inches="tight")
-    return fig
 
 
 def _loader(*tensors, batch_size: int, shuffle: bool = False, seed: int = 0, dataset=None) -> DataLoader:
@@ -133,12 +127,12 @@ def scaled_conv_run(*, conv_scale: int = 4, out_channels: int = 64, kernel: int 
         x = torch.randn(shape)
         with torch.no_grad():
             y = layer(x)
-            start = time.perf_counter()
-            for _ in range(repeats):
-                layer(x)
+            with timed() as clock:
+                for _ in range(repeats):
+                    layer(x)
         rows.append({"layer": way, "input shape": shape, "output shape": tuple(y.shape),
                      "GFLOPs": round(layer_cost(layer, shape)["gflops"], 3),
-                     "ms (this machine)": round(1000 * (time.perf_counter() - start) / repeats, 1)})
+                     "ms (this machine)": round(1000 * clock.wall / repeats, 1)})
     return pd.DataFrame(rows)
 
 
@@ -158,7 +152,7 @@ def filter_slide_figure(clip: np.ndarray, *, path=None):
         ax.imshow(img, cmap="gray")
         ax.set_title(title, fontsize=9)
         ax.set_axis_off()
-    return _finish(fig, path)
+    return finish(fig, path, dpi=100)
 
 
 # ============================================================================ 2. multi-view 2D against 3D (nodules)
@@ -171,7 +165,7 @@ def nodule_arrays(*, n_nodules: int = 160, seed: int = 0, crop: int = CROP):
     vols = np.stack([load_volume(manifest_path.parent / p)[0] for p in m.path])
     a = (vols.shape[1] - crop) // 2
     vols = vols[:, a : a + crop, a : a + crop, a : a + crop]
-    x = np.clip((vols + 1000) / 1400, 0, 1).astype(np.float32)[:, None]
+    x = hu_to_unit(vols, low=-1000, high=400)[:, None]
     return torch.from_numpy(np.ascontiguousarray(x)), torch.tensor(m.target.to_numpy()), m
 
 
@@ -207,7 +201,7 @@ def run_multiview_vs_3d(*, n_nodules: int = 160, nodule_epochs: int = 12, nodule
     test table (per-view stage-1 scores too), the models and their histories."""
     x, y, manifest = nodule_arrays(n_nodules=n_nodules, seed=seed)
     tr, te = _split(y.numpy(), test_size, seed)
-    kw = dict(epochs=nodule_epochs, lr=nodule_lr, weight_decay=1e-4, warmup_epochs=1, desc="", device=device)
+    kw = dict(epochs=nodule_epochs, lr=nodule_lr, weight_decay=1e-4, head="fc", warmup_epochs=1, desc="", device=device)
     test_views = _loader(dataset=_Cubes(x[te], y[te], augment=False, views=True), batch_size=64)
     seed_everything(seed)
     mv = get_model("multiview_cnn2d_small", widths=WIDTHS)
@@ -262,7 +256,7 @@ def nodule_figure(x, manifest: pd.DataFrame, *, per_class: int = 3, path=None):
             ax.imshow(view, cmap="gray", vmin=0, vmax=1)
             ax.set_axis_off()
             ax.set_title(f"{manifest.label[i]} {manifest.nodule[i][-4:]}: {name}", fontsize=7)
-    return _finish(fig, path)
+    return finish(fig, path, dpi=100)
 
 
 def curves_figure(histories: dict, *, path=None):
@@ -273,7 +267,7 @@ def curves_figure(histories: dict, *, path=None):
         ax.plot(h["epoch"], h["train_loss"], label=name, marker=".")
     ax.set(xlabel="epoch", ylabel="training loss")
     ax.legend(fontsize=7)
-    return _finish(fig, path)
+    return finish(fig, path, dpi=100)
 
 
 # ============================================================================ 3. 3D U-Net from sparse annotation
@@ -355,7 +349,7 @@ def sparse_unet_figure(result: dict, *, path=None):
         ax.imshow(np.asarray(img), cmap=cmap, vmin=None if cmap == "gray" else 0, vmax=None if cmap == "gray" else 1)
         ax.set_title(title, fontsize=8)
         ax.set_axis_off()
-    return _finish(fig, path)
+    return finish(fig, path, dpi=100)
 
 
 def sparse_mask_figure(result: dict, *, path=None):
@@ -366,7 +360,7 @@ def sparse_mask_figure(result: dict, *, path=None):
         ax.imshow(lab.mean(axis).numpy(), cmap="magma", vmin=0, vmax=1)
         ax.set_title(f"labelled fraction, {name}", fontsize=8)
         ax.set_axis_off()
-    return _finish(fig, path)
+    return finish(fig, path, dpi=100)
 
 
 # ============================================================================ 4. I3D inflation
@@ -406,7 +400,7 @@ def inflation_figure(result: dict, *, path=None):
     a.set_axis_off()
     result["per_frame"].plot.bar(ax=b, logy=True)
     b.set(xlabel="frame", ylabel="max |3D feature - 2D feature|", title="last-stage features per frame")
-    return _finish(fig, path)
+    return finish(fig, path, dpi=100)
 
 
 # ============================================================================ 5-6. action clips: flow, two-stream, CNN+RNN
@@ -446,7 +440,7 @@ def run_two_stream(*, clips, frames: int = 8, action_epochs: int = 15, action_lr
     rgb = _rgb(video)[:, :, frames // 2]  # (N, 3, H, W): one frame
     flow = torch.from_numpy(np.stack([flow_stack(c, subtract_mean=True) for c in _grey(video)]))  # (N, 2(T-1), H, W)
     tr, te = _split(y.numpy(), test_size, seed)
-    kw = dict(epochs=action_epochs, lr=action_lr, warmup_epochs=1, desc="", device=device)
+    kw = dict(epochs=action_epochs, lr=action_lr, head="fc", warmup_epochs=1, desc="", device=device)
     model = get_model("two_stream_small", num_classes=len(names), flow_frames=frames - 1, widths=WIDTHS)
     seed_everything(seed)
     hs = fit(model.spatial, _loader(rgb[tr], y[tr], batch_size=batch_size, shuffle=True, seed=seed), **kw)
@@ -488,7 +482,7 @@ def flow_figure(clip: np.ndarray, *, path=None):
         ax.imshow(img, **kw)
         ax.set_title(title, fontsize=9)
         ax.set_axis_off()
-    return _finish(fig, path)
+    return finish(fig, path, dpi=100)
 
 
 def run_cnn_rnn(*, clips, action_epochs: int = 15, action_lr: float = 3e-3, batch_size: int = 16,
@@ -503,7 +497,7 @@ def run_cnn_rnn(*, clips, action_epochs: int = 15, action_lr: float = 3e-3, batc
         seed_everything(seed)
         net = get_model(name, num_classes=len(names), widths=WIDTHS, grid=frame_grid)
         histories[label] = fit(net, _loader(x[tr], y[tr], batch_size=batch_size, shuffle=True, seed=seed),
-                               epochs=action_epochs, lr=action_lr, warmup_epochs=1, desc="", device=device)
+                               epochs=action_epochs, lr=action_lr, head="fc", warmup_epochs=1, desc="", device=device)
         net.cpu()
         rows.append({"model": label, **_scores(net, _loader(x[te], y[te], batch_size=64), keep=keep, name=label),
                      "params": count_parameters(net)})
@@ -734,7 +728,7 @@ def roi_figure(result: dict, *, path=None):
                 for b in (0.25, 0.75):
                     axes[1].plot(x1 + (j + b) * bw, y1 + (i + a) * bh, "o", c="tab:orange", ms=4)
             axes[1].add_patch(Rectangle((x1 + j * bw, y1 + i * bh), bw, bh, fill=False, ec="tab:orange", lw=0.8))
-    return _finish(fig, path)
+    return finish(fig, path, dpi=100)
 
 
 def _detect(image: np.ndarray, *, split_touching: bool):
@@ -764,7 +758,7 @@ def _detect(image: np.ndarray, *, split_touching: bool):
 def run_instance_ap(*, n_images: int = 4, seed: int = 0) -> dict:
     """Two classical detectors on DSB-2018-style synthetic nuclei, scored by mask AP at IoU 0.5, 0.75 and
     averaged over 0.5:0.95 (`medvid_core.metrics.average_precision`, COCO's definition)."""
-    root = make_nuclei_images(data_dir() / STUDY / f"nuclei_s{seed}", n_images=n_images, seed=seed)
+    root = ensure_nuclei_images(data_dir() / STUDY / f"nuclei_n{n_images}_s{seed}", n_images=n_images, seed=seed)
     samples = [load_nuclei_sample(p) for p in sorted(root.iterdir()) if p.is_dir()]
     rows, detections = [], {}
     for name, split in (("threshold + connected components", False), ("+ watershed split of touching nuclei", True)):
@@ -792,4 +786,4 @@ def instance_figure(result: dict, *, path=None):
             ax.imshow(p, cmap=cmap)
         ax.set_title(title, fontsize=9)
         ax.set_axis_off()
-    return _finish(fig, path)
+    return finish(fig, path, dpi=100)

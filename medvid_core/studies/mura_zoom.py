@@ -10,7 +10,6 @@ boxes). The keyword names of the runners are the notebook's parameter names (`me
 from __future__ import annotations
 
 import copy
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,10 +33,13 @@ from ..io.mura import load_radiograph, read_mura
 from ..models import get_model
 from ..models import resnet2d as _resnet2d  # noqa: F401  (registers resnet152)
 from ..models import vgg as _vgg  # noqa: F401  (registers vgg19)
+from ..models.heads import load_without_head
 from ..findings import finding
 from ..metrics import Measure, bootstrap_measure, kappa_score
 from ..paths import data_dir
+from ..plots import finish
 from ..synth.radiograph import ensure_archive, load_boxes
+from ..timing import timed
 from ..train import evaluate, fit, resolve_device, seed_everything
 
 STUDY = "mura_zoom"
@@ -162,8 +164,7 @@ def build_vgg19(*, width: float = 0.0625, batch_norm: bool = True, weights: str 
         first = "features.0.weight"
         if state[first].shape[1] == 3:
             state[first] = state[first].sum(dim=1, keepdim=True)
-        state = {k: v for k, v in state.items() if not k.startswith(VGG_HEAD)}
-        model.load_state_dict(state, strict=False)
+        load_without_head(model, state, VGG_HEAD, source=weights)  # raises unless only the head is left out
     return model
 
 
@@ -346,9 +347,9 @@ def attention_table(model, archive: Archive, *, rescale: bool, image_size: int =
 
     Pointing game (the map's maximum inside the box) and mass fraction inside the abnormality box and
     inside the flag box, for guided backprop, its local entropy and Grad-CAM; `chance` is the boxes'
-    area fraction (a uniform map). `empty_maps` counts maps that are constant (a Grad-CAM of the 'abnormal'
-    class is all zero when every channel's weighted sum is negative): they point nowhere and are left out
-    of the scores rather than scored as a miss."""
+    area fraction (a uniform map). `empty_maps` counts maps that are constant, all zero or not (a Grad-CAM of
+    the 'abnormal' class is all zero when every channel's weighted sum is negative): they point nowhere and
+    are left out of every score (hit and mass) rather than scored as a miss or as the area fraction."""
     ab, fl = archive.truth(archive.valid)
     keep = [i for i in range(len(archive.valid)) if ab[i] and fl[i]][:attention_images]
     if not keep:
@@ -366,12 +367,12 @@ def attention_table(model, archive: Archive, *, rescale: bool, image_size: int =
                              hit_flag=explain.pointing_hit(m, fl[i], map_to_image=scale),
                              mass_abnormality=explain.map_mass(m, ab[i], map_to_image=scale),
                              mass_flag=explain.map_mass(m, fl[i], map_to_image=scale)))
-    uniform = np.ones((image_size, image_size))
+    grid = (image_size, image_size)
     for im, i in zip(images, keep):  # a uniform map: the boxes' area fractions
         scale = (im.shape[1] / image_size, im.shape[0] / image_size)
         rows.append(dict(map="chance (uniform map)", empty_maps=np.nan, hit_abnormality=np.nan, hit_flag=np.nan,
-                         mass_abnormality=explain.map_mass(uniform, ab[i], map_to_image=scale),
-                         mass_flag=explain.map_mass(uniform, fl[i], map_to_image=scale)))
+                         mass_abnormality=explain.area_fraction(grid, ab[i], map_to_image=scale),
+                         mass_flag=explain.area_fraction(grid, fl[i], map_to_image=scale)))
     rows = pd.DataFrame(rows)
     table = rows.groupby("map", sort=False).mean()  # an empty map's NaN scores are left out of its mean
     table["empty_maps"] = rows.groupby("map", sort=False).empty_maps.sum(min_count=1)
@@ -432,13 +433,12 @@ def svm_table(archive: Archive, train_features: np.ndarray, valid_features: np.n
             continue
         clf = svm_classifier(svm_degree=svm_degree, svm_estimators=svm_estimators, svm_max_samples=svm_max_samples,
                              seed=seed)
-        start = time.perf_counter()
-        clf.fit(train_features[tr], archive.train.label[tr])
-        seconds = time.perf_counter() - start
+        with timed() as fit_time:
+            clf.fit(train_features[tr], archive.train.label[tr])
         pred = clf.predict(valid_features[va])
         predictions[va] = pred
         rows.append(dict(row, accuracy=100 * accuracy_score(y, pred),
-                         kappa=cohen_kappa_score(y, pred) if y.nunique() > 1 else np.nan, train_s=seconds))
+                         kappa=cohen_kappa_score(y, pred) if y.nunique() > 1 else np.nan, train_s=fit_time.wall))
     table = pd.DataFrame(rows).set_index("body_part")
     table.attrs["predictions"] = predictions  # per validation image, in archive.valid's order; -1: no SVM
     return table
@@ -564,10 +564,7 @@ def plot_study_grid(archive: Archive, *, path=None):
             _boxes(ax, fl[k], "cyan")
             ax.set_title(f"{part.lower()}\n{'abnormal' if label else 'normal'}", fontsize=8)
     fig.suptitle("validation studies (first view); red: abnormality, cyan: L/R flag (ground truth)", fontsize=9)
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=110)
-    return fig
+    return finish(fig, path, tight_bbox=False)
 
 
 def plot_attention(model, archive: Archive, *, rescale: bool, image_size: int = 64, entropy_radius: int = 3,
@@ -601,7 +598,4 @@ def plot_attention(model, archive: Archive, *, rescale: bool, image_size: int = 
         _boxes(axes[row][0], fl[i], "cyan")
         _boxes(axes[row][0], [box], "yellow")
     fig.suptitle("red: abnormality, cyan: flag (ground truth), yellow: zoom crop", fontsize=9)
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=110)
-    return fig
+    return finish(fig, path, tight_bbox=False)

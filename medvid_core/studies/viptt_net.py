@@ -36,7 +36,9 @@ from ..models.cnn_rnn import CNNRNN, precompute_features
 from ..parallel import fork_map
 from ..paths import data_dir
 from ..plots import finish
+from ..splits import stratified_split
 from ..synth import action_video, chest_ct
+from ..timing import timed
 from ..train import evaluate, fit, load_checkpoint, resolve_device, save_checkpoint, seed_everything
 from ..transforms import RandomVolumeRotation, hu_to_unit, spline_zoom
 
@@ -67,18 +69,21 @@ METHODS = {
     "PT+CW+AUG": dict(pretrained=True, weighted=True, augment=True),
 }
 PAPER_ACTIONS = action_video.ACTIONS  # the ten UCF50 classes the authors pretrained on
+ROTATION_ANGLES = (-20, -10, -5, 0, 5, 10, 20)  # the AUG recipe's draw, degrees (0 included: unrotated volumes too)
 
 
 # --------------------------------------------------------------------------- metrics
 
 
 def tbt_scores(outputs, targets, *, num_classes: int = 5) -> dict:
-    """Cohen's kappa (scikit-learn's), accuracy, per-class F1 and the confusion matrix of logits vs labels."""
+    """Cohen's kappa (scikit-learn's), accuracy, per-class F1 and the confusion matrix of logits vs labels.
+
+    The kappa is NaN, not 0, where it is undefined (one class in both the labels and the predictions:
+    expected agreement 1), and scikit-learn warns: a table shows it as NaN rather than as chance level."""
     pred = torch.as_tensor(outputs).argmax(1).numpy()
     true = torch.as_tensor(targets).numpy()
     labels = list(range(num_classes))
-    kappa = cohen_kappa_score(true, pred, labels=labels)
-    return {"kappa": 0.0 if np.isnan(kappa) else float(kappa), "accuracy": float((pred == true).mean()),
+    return {"kappa": float(cohen_kappa_score(true, pred, labels=labels)), "accuracy": float((pred == true).mean()),
             "f1": f1_score(true, pred, labels=labels, average=None, zero_division=0).tolist(),
             "confusion": confusion_matrix(true, pred, labels=labels).tolist()}
 
@@ -212,7 +217,7 @@ class ClipDataset(Dataset):
 def ct_dataset(cohort: Cohort, split: str, *, augment: bool = False) -> ClipDataset:
     df = getattr(cohort, split)
     return ClipDataset([cohort.clips[n] for n in df.FileName], df.label.to_numpy(),
-                       transform=RandomVolumeRotation() if augment else None)
+                       transform=RandomVolumeRotation(angles=ROTATION_ANGLES) if augment else None)
 
 
 # --------------------------------------------------------------------------- pretraining on videos
@@ -238,21 +243,17 @@ def pretrain(videos: Videos, *, checkpoint: str | Path, vgg_width: float = 1.0, 
     them (`CNNRNN.forward` takes features): the same model, far fewer FLOPs. The weights are saved to
     `checkpoint` for the fine-tuning runs.
     """
-    import time
-
     device = resolve_device(device)  # "auto": CUDA when a GPU is visible, else the CPU
     seed_everything(seed)
     model = get_model("viptt_net", num_classes=len(videos.classes), width=vgg_width, hidden=hidden,
                       fc_hidden=fc_hidden, weights=weights or None, frame_norm=frame_norm,
                       batch_norm=batch_norm).freeze_encoder()
-    counts = np.bincount(videos.labels)
-    stratify = videos.labels if counts[counts > 0].min() >= 2 else None  # a class with one clip cannot be split
-    idx_train, idx_val = train_test_split(np.arange(len(videos.labels)), test_size=val_size,
-                                          stratify=stratify, random_state=seed)
+    # a class with one clip cannot be stratified: then unstratified, with a warning naming it
+    idx_train, idx_val = stratified_split(np.arange(len(videos.labels)), videos.labels, test_size=val_size, seed=seed)
     clips = ClipDataset(videos.clips, videos.labels, scale=1 / 255)
-    start = time.perf_counter()
-    feats, labels = precompute_features(model, DataLoader(clips, batch_size=8), device=device)
-    feature_seconds = time.perf_counter() - start
+    with timed() as feature_time:
+        feats, labels = precompute_features(model, DataLoader(clips, batch_size=8), device=device)
+    feature_seconds = feature_time.wall
     gen = torch.Generator().manual_seed(seed)
     train = DataLoader(TensorDataset(feats[idx_train], labels[idx_train]), batch_size=batch_size, shuffle=True,
                        generator=gen)

@@ -1,39 +1,26 @@
-"""Lecture 5 companion: RoI Align against a hand-computed bilinear sample, the lesson's tables and tiny runs."""
-import math
-
-import numpy as np
+"""Lecture 5 companion: the lesson's RoI Pool/Align table against its ramp, the lesson's tables and tiny runs."""
 import pytest
 import torch
-from torchvision.ops import roi_align
 
 from medvid_core.studies import lecture5_3d_video as L5
 
 
-def _bilinear(f, y, x):
-    y0, x0 = math.floor(y), math.floor(x)
-    wy, wx = y - y0, x - x0
-    return ((1 - wy) * (1 - wx) * f[y0, x0] + (1 - wy) * wx * f[y0, x0 + 1]
-            + wy * (1 - wx) * f[y0 + 1, x0] + wy * wx * f[y0 + 1, x0 + 1])
-
-
-@pytest.mark.parametrize("aligned", [False, True])
-def test_roi_align_equals_a_hand_computed_bilinear_sample(aligned):
-    torch.manual_seed(0)
-    f = torch.randn(1, 1, 9, 11)
-    x1, y1, x2, y2 = 2.3, 1.7, 6.9, 5.1
-    # one bin, one sample: the box centre (minus half a cell when aligned)
-    out = roi_align(f, torch.tensor([[0, x1, y1, x2, y2]]), 1, sampling_ratio=1, aligned=aligned)
-    off = 0.5 if aligned else 0.0
-    expected = _bilinear(f[0, 0], (y1 + y2) / 2 - off, (x1 + x2) / 2 - off)
-    assert out.item() == pytest.approx(float(expected), abs=1e-6)
-    # 2x2 bins, 2x2 samples: each bin is the mean of four bilinear samples
-    out = roi_align(f, torch.tensor([[0, x1, y1, x2, y2]]), 2, sampling_ratio=2, aligned=aligned)[0, 0]
-    bw, bh = (x2 - x1) / 2, (y2 - y1) / 2
-    for i in range(2):
-        for j in range(2):
-            pts = [_bilinear(f[0, 0], y1 - off + (i + a) * bh, x1 - off + (j + b) * bw)
-                   for a in (0.25, 0.75) for b in (0.25, 0.75)]
-            assert out[i, j].item() == pytest.approx(float(sum(pts) / 4), abs=1e-5)
+@pytest.mark.parametrize("box,n", [((1.3, 0.6, 6.1, 4.4), 2), ((0.4, 2.2, 5.9, 6.7), 3), ((2.0, 1.0, 7.0, 6.0), 2)])
+def test_roi_snapping_says_which_cells_roi_pool_takes_and_what_align_gives(box, n):
+    """The lesson's table against its feature map f = x + 10 y: each RoI Pool bin is the max over exactly the
+    cells the table lists, and each RoI Align bin is f at the true bin's centre (the exact mean)."""
+    r = L5.roi_snapping(box=box, output_size=n)
+    t, fmap = r["table"], r["feature_map"]
+    assert len(t) == n * n and torch.equal(fmap, torch.arange(8.0)[None, :] + 10 * torch.arange(8.0)[:, None])
+    x1, y1, x2, y2 = box
+    for row in t.to_dict("records"):
+        xa, xb = map(int, row["RoI Pool cells x"].split(".."))
+        ya, yb = map(int, row["RoI Pool cells y"].split(".."))
+        assert row["RoI Pool (max)"] == pytest.approx(float(fmap[ya:yb + 1, xa:xb + 1].max()))  # torchvision's pool
+        i, j = row["bin (row, col)"]
+        centre = (x1 + (j + 0.5) * (x2 - x1) / n) + 10 * (y1 + (i + 0.5) * (y2 - y1) / n)
+        assert row["RoI Align (mean)"] == pytest.approx(centre, abs=0.006)  # rounded to 2 decimals
+    assert (t["RoI Align error"].abs() <= 0.01).all()
 
 
 def test_roi_snapping_table():
@@ -70,9 +57,12 @@ def test_action_clips_reverse_the_same_kind_of_clip():
 
 def test_instance_ap_runs_and_splitting_helps(tmp_path, monkeypatch):
     monkeypatch.setenv("MEDVID_DATA", str(tmp_path))
-    t = L5.run_instance_ap(n_images=2)["table"]
+    t = L5.run_instance_ap(n_images=2)["table"].set_index("detector")
     assert ((t[["AP", "AP50", "AP75"]] >= 0) & (t[["AP", "AP50", "AP75"]] <= 100)).all().all()
     assert (t["AP50"] >= t["AP75"]).all() and (t["AP50"] >= t["AP"]).all()
+    plain, split = t.iloc[0], t.iloc[1]  # without, then with the watershed split of touching nuclei
+    assert split.AP > plain.AP and split.AP50 > plain.AP50  # what the name claims (finding 7 of the lesson)
+    assert plain.detections < split.detections <= split.nuclei  # merged pairs become two detections
 
 
 def test_multiview_vs_3d_tiny_run(tmp_path, monkeypatch):
@@ -92,3 +82,28 @@ def test_order_check_flags_frame_averaging_as_order_blind():
     models = {name: get_model(name, num_classes=2, widths=(8, 16)) for name in ("frame_average_small", "cnn_lstm_small")}
     t = L5.order_check(models, clips).set_index("model")["order-blind"]
     assert t["frame_average_small"] and not t["cnn_lstm_small"]
+
+
+def test_sparse_unet_batches_carry_no_weight_on_unlabelled_voxels(tmp_path, monkeypatch):
+    """How the lesson uses `ignore_index`: the synthetic volume's sparse labels are its dense labels on the
+    annotated slices and UNLABELLED elsewhere; a flipped training batch keeps image and labels together; and
+    the lesson's loss gives every unlabelled voxel of that (B, C, D, H, W) batch an exactly zero gradient."""
+    from medvid_core.losses import SparseDiceCELoss
+
+    monkeypatch.setenv("MEDVID_DATA", str(tmp_path))
+    vol = L5.sparse_volumes(slices_per_axis=2, volume_size=24, seed=0)["vol_00"]
+    sparse, dense = vol["sparse"], vol["labels"]
+    labelled = sparse != L5.UNLABELLED
+    assert 0.05 < labelled.float().mean() < 0.5 and torch.equal(sparse[labelled], dense[labelled])
+    steps = L5._VolumeSteps(vol["image"], sparse, steps=4, seed=1)
+    batch = [steps[i] for i in range(2)]
+    image, target = torch.stack([b[0] for b in batch]), torch.stack([b[1] for b in batch])
+    subsets = [[a for a in range(3) if k >> a & 1] for k in range(8)]
+    for x, y in batch:  # whatever the flip, each label still sits on its own voxel
+        axes = next(f for f in subsets if torch.equal(x[0], vol["image"][0].flip(f) if f else vol["image"][0]))
+        assert torch.equal(y, sparse.flip(axes) if axes else sparse)
+    logits = torch.randn(2, 2, *target.shape[1:], requires_grad=True)
+    SparseDiceCELoss(ignore_index=L5.UNLABELLED)(logits, target).backward()
+    unlabelled = (target == L5.UNLABELLED).unsqueeze(1).expand_as(logits)
+    assert image.shape == (2, 1, 24, 24, 24) and unlabelled.any()
+    assert logits.grad[unlabelled].abs().max() == 0 and logits.grad[~unlabelled].abs().sum() > 0

@@ -47,6 +47,22 @@ def test_intensity_rescale_stretches_percentiles():
     assert np.array_equal(mz.intensity_rescale(flat), flat)
 
 
+def test_vgg19_weights_load_all_but_the_head_or_say_which_keys_do_not(tmp_path):
+    from medvid_core.models import get_model
+
+    rgb = get_model("vgg19", num_classes=1000, in_channels=3, width=0.0625, batch_norm=True).state_dict()
+    good = tmp_path / "vgg19_bn.pth"
+    torch.save(rgb, good)
+    model = mz.build_vgg19(width=0.0625, weights=str(good))
+    assert torch.equal(model.features[0].weight, rgb["features.0.weight"].sum(1, keepdim=True))  # RGB summed to gray
+    assert model.classifier[6].out_features == 2  # the 1000-class head left out
+    bad = tmp_path / "renamed.pth"
+    torch.save({k.replace("classifier.0.", "classifier.fc0."): v for k, v in rgb.items()}, bad)
+    with pytest.raises(ValueError, match=r"renamed\.pth: only the head 'classifier\.6' may be missing; missing "
+                                         r"classifier\.0\.bias, classifier\.0\.weight; unexpected classifier\.fc0"):
+        mz.build_vgg19(width=0.0625, weights=str(bad))
+
+
 def test_zoom_forward_gives_two_outputs_and_both_losses_train(archive, one_thread):
     torch.manual_seed(0)
     model = mz.build_vgg19(width=0.0625).train()

@@ -43,6 +43,17 @@ def test_kappa_f1_confusion_equal_scikit_learn():
     assert vn.tbt_scores(torch.eye(5), torch.arange(5))["kappa"] == pytest.approx(1.0)
 
 
+def test_undefined_kappa_stays_nan_not_chance():
+    """One class in both labels and predictions: kappa is undefined, reported as NaN (not 0.0, chance)."""
+    logits = torch.zeros(6, 5)
+    logits[:, 2] = 1.0  # every scan predicted type 2, and every label is type 2
+    with pytest.warns(UserWarning, match="undefined"):
+        s = vn.tbt_scores(logits, torch.full((6,), 2))
+    assert np.isnan(s["kappa"]) and s["accuracy"] == 1.0
+    with pytest.warns(UserWarning, match="undefined"):
+        assert np.isnan(vn.epoch_metrics(logits, torch.full((6,), 2))["kappa"])  # what early stopping sees
+
+
 def test_class_weights_of_the_authors_split():
     """The authors' 732-scan split (335/180/81/80/56): the rarest type weighs most, n / (k * n_c)."""
     labels = np.repeat(np.arange(5), [335, 180, 81, 80, 56])
