@@ -260,3 +260,36 @@ def test_transform_sees_k_frames(df):
     x, _ = ds[0]
     assert seen == [(5, 8, 8)]
     assert x.shape == (1, 5, 8, 8) and (x == 7).all()
+
+
+class _Noisy(torch.utils.data.Dataset):
+    """Items that draw from torch, NumPy and random, as augmentations do."""
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, i):
+        import random
+
+        return torch.rand(()) + float(np.random.rand()) + random.random()
+
+
+def _epoch(num_workers: int) -> torch.Tensor:
+    from torch.utils.data import DataLoader
+
+    from medvid_core.data import worker_options
+
+    g = torch.Generator().manual_seed(0)
+    return torch.cat(list(DataLoader(_Noisy(), batch_size=2, shuffle=True, generator=g, **worker_options(num_workers))))
+
+
+def test_loader_workers_are_seeded_so_reruns_are_identical():
+    assert torch.equal(_epoch(2), _epoch(2))
+
+
+def test_no_workers_adds_no_keyword():
+    from medvid_core.data import worker_options
+
+    assert worker_options(0) == {}
+    with pytest.raises(ValueError, match="num_workers"):
+        worker_options(-1)
