@@ -51,6 +51,27 @@ class Check:
     def ok(self) -> bool:
         return not self.fatal
 
+    def read_every(self, read: Callable, files: list[str], *, n_jobs: int, what: str, stops: bool) -> list:
+        """Read every file once (`read_all`); name each one that fails; `stops`: the study's loader raises on
+        the first (fatal), else the protocol skips them into its skip log."""
+        results, self.files_per_second = read_all(read, files, n_jobs=n_jobs, desc=what)
+        bad = [r for r in results if r]
+        self.problems += bad
+        self.counts.append((f"unreadable {what}", len(bad), None))
+        if bad and stops:
+            self.fatal.append(f"{len(bad)} unreadable {what}: the study's loader stops at the first")
+        elif bad:
+            self.notes.append(f"unreadable {what} go to the study's skip log (the protocol skips them)")
+        return results
+
+    def estimate_run(self, files: list[str], *, kind: str, cache_bytes: float, cache_what: str, n_jobs: int) -> None:
+        """Disk (the download and the decode-once cache under MEDVID_DATA), memory and time of a run."""
+        self.estimate = {
+            "disk": f"{_gb(_size(files))} of {kind}, plus {_gb(cache_bytes)} of decoded cache ({cache_what})",
+            "memory": "bounded by a batch: the cache is read one item at a time (medvid_core.store)",
+            "time": f"{_duration(len(files) / self.files_per_second)} to read every file once with n_jobs={n_jobs} "
+                    f"(as fast as this check; decoding into the cache adds the preprocessing)"}
+
     def report(self) -> str:
         lines = [f"{self.layout} at {self.path}"]
         width = max([len(w) for w, _, _ in self.counts] or [0])
@@ -136,28 +157,21 @@ def check_rsna(path: str | Path, *, load_size: int = 64, windows: int = 3, n_job
     stems = pd.Index([Path(f).stem for f in files])
     annotated = stems.isin(labels.index)
     without_file = labels.index[~labels.index.isin(stems)]
-    results, check.files_per_second = read_all(read_hu, files, n_jobs=n_jobs, desc="DICOM")
-    check.problems = [r for r in results if r]
-    check.counts = [("DICOM files", len(files), RSNA_PUBLISHED["dicom_files"]),
-                    ("labelled images (CSV)", len(labels), RSNA_PUBLISHED["labelled_images"]),
-                    ("files without a label row", int((~annotated).sum()), RSNA_PUBLISHED["unannotated"]),
-                    ("label rows without a file", len(without_file), None),
-                    ("unreadable files", len(check.problems), None)]
+    results = check.read_every(read_hu, files, n_jobs=n_jobs, what="DICOM files", stops=False)
+    check.counts[:0] = [("DICOM files", len(files), RSNA_PUBLISHED["dicom_files"]),
+                        ("labelled images (CSV)", len(labels), RSNA_PUBLISHED["labelled_images"]),
+                        ("files without a label row", int((~annotated).sum()), RSNA_PUBLISHED["unannotated"]),
+                        ("label rows without a file", len(without_file), None)]
     if (~annotated).any():
         check.notes.append(f"{int((~annotated).sum())} file(s) have no label row: counted and kept out of training")
     check.notes += [f"{root / 'stage_2_train' / (i + '.dcm')}: label row without a file" for i in without_file[:20]]
     if len(without_file) > 20:
         check.notes.append(f"... and {len(without_file) - 20} more label rows without a file")
-    if check.problems:
-        check.notes.append("unreadable slices go to the study's skip log (the protocol skips them)")
-    usable = int(annotated.sum()) - len([r for r, a in zip(results, annotated) if r and a])
+    usable = sum(1 for r, a in zip(results, annotated) if a and not r)
     if usable == 0:
         check.fatal.append(f"{root}: no readable, labelled slice")
-    store = usable * windows * load_size * load_size * 2  # float16 windows per slice
-    check.estimate = {"disk": f"{_gb(_size(files))} of DICOM", "memory": f"{_gb(store)} for the decoded slices at "
-                      f"load_size={load_size} ({windows} windows, float16)",
-                      "time": f"{_duration(len(files) / check.files_per_second)} to decode every slice once "
-                              f"with n_jobs={n_jobs}"}
+    check.estimate_run(files, kind="DICOM", cache_bytes=usable * windows * load_size * load_size * 2,
+                       cache_what=f"{windows} windows at load_size={load_size}, float16", n_jobs=n_jobs)
     return check
 
 
@@ -166,14 +180,7 @@ def check_rsna(path: str | Path, *, load_size: int = 64, windows: int = 3, n_job
 MURA_PUBLISHED = {"train": (36_808, 13_457), "valid": (3_197, 1_199)}  # images, studies (Stanford's v1.1)
 
 
-def _png_size(path: str) -> int:
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return im.size[0] * im.size[1]
-
-
-def check_mura(path: str | Path, *, n_jobs: int = 1, **_) -> Check:
+def check_mura(path: str | Path, *, image_size: int = 64, full_size: int = 128, n_jobs: int = 1, **_) -> Check:
     from .io.mura import ARCHIVE, MuraError, load_radiograph, read_mura
 
     root = Path(path)
@@ -203,17 +210,11 @@ def check_mura(path: str | Path, *, n_jobs: int = 1, **_) -> Check:
     if not frames:
         return check
     files = [str(p) for df in frames for p in df["path"]]
-    results, check.files_per_second = read_all(load_radiograph, files, n_jobs=n_jobs, desc="PNG")
-    unreadable = [r for r in results if r]
-    check.problems += unreadable
-    check.counts.append(("unreadable images", len(unreadable), None))
-    if unreadable:
-        check.fatal.append(f"{len(unreadable)} unreadable image(s): the study's loader stops at the first")
-    pixels = sum(_png_size(f) for f, r in zip(files, results) if r is None)
-    check.estimate = {"disk": f"{_gb(_size(files))} of PNG",
-                      "memory": f"{_gb(pixels * 4)} to hold every radiograph at full resolution (float32)",
-                      "time": f"{_duration(len(files) / check.files_per_second)} to decode every image once "
-                              f"with n_jobs={n_jobs}"}
+    results = check.read_every(load_radiograph, files, n_jobs=n_jobs, what="images", stops=True)
+    n_ok = sum(1 for r in results if r is None)
+    sizes = {image_size, full_size}
+    check.estimate_run(files, kind="PNG", cache_bytes=n_ok * 2 * sum(s * s * 4 for s in sizes),
+                       cache_what=f"{' and '.join(map(str, sorted(sizes)))} px, rescaled or not, float32", n_jobs=n_jobs)
     return check
 
 
@@ -253,16 +254,10 @@ def check_imageclef_tbt(path: str | Path, *, depth: int = 70, height: int = 224,
         files += [str(p) for p in df["path"]]
     if not files:
         return check
-    results, check.files_per_second = read_all(_volume_header, files, n_jobs=n_jobs, desc="NIfTI")
-    check.problems = [r for r in results if r]
-    check.counts.append(("unreadable volumes", len(check.problems), None))
-    if check.problems:
-        check.fatal.append(f"{len(check.problems)} unreadable volume(s): the study's loader stops at the first")
-    check.estimate = {"disk": f"{_gb(_size(files))} of NIfTI",
-                      "memory": f"{_gb(len(files) * depth * height * width * 2)} for every scan after SIZ to "
-                                f"{depth}x{height}x{width} (float16)",
-                      "time": f"{_duration(len(files) / check.files_per_second)} to read every volume once "
-                              f"with n_jobs={n_jobs} (resampling adds to it)"}
+    results = check.read_every(_volume_header, files, n_jobs=n_jobs, what="volumes", stops=True)
+    n_ok = sum(1 for r in results if r is None)
+    check.estimate_run(files, kind="NIfTI", cache_bytes=n_ok * depth * height * width * 2,
+                       cache_what=f"SIZ to {depth}x{height}x{width}, float16", n_jobs=n_jobs)
     return check
 
 
@@ -291,17 +286,11 @@ def check_ucf50(path: str | Path, *, depth: int = 70, height: int = 224, width: 
     if not files:
         check.fatal.append(f"{base}: no .avi clip in the classes used")
         return check
-    results, check.files_per_second = read_all(read_video, files, n_jobs=n_jobs, desc="AVI")
-    check.problems = [r for r in results if r]
-    check.counts.append(("unreadable clips", len(check.problems), None))
-    if check.problems:
-        check.fatal.append(f"{len(check.problems)} unreadable clip(s): the study's loader stops at the first")
+    results = check.read_every(read_video, files, n_jobs=n_jobs, what="clips", stops=True)
     check.notes.append(f"clips shorter than depth={depth} frames are dropped by the loader and listed then")
-    check.estimate = {"disk": f"{_gb(_size(files))} of AVI",
-                      "memory": f"{_gb(len(files) * depth * height * width)} for every clip at "
-                                f"{depth}x{height}x{width} (uint8)",
-                      "time": f"{_duration(len(files) / check.files_per_second)} to decode every clip once "
-                              f"with n_jobs={n_jobs}"}
+    n_ok = sum(1 for r in results if r is None)
+    check.estimate_run(files, kind="AVI", cache_bytes=n_ok * depth * height * width,
+                       cache_what=f"{depth}x{height}x{width}, uint8", n_jobs=n_jobs)
     return check
 
 
@@ -345,17 +334,11 @@ def check_manifest(path: str | Path, *, image_size: int = 64, n_jobs: int = 1, *
     if absent:
         check.fatal.append(f"{len(absent)} listed file(s) missing (read_manifest raises)")
     present = [f for f in files if f not in set(absent)]
-    results, check.files_per_second = read_all(_volume_header, present, n_jobs=n_jobs, desc="volumes")
-    bad = [r for r in results if r]
-    check.problems += bad
-    check.counts.append(("unreadable volumes", len(bad), None))
-    if bad:
-        check.fatal.append(f"{len(bad)} unreadable volume(s): the study's loader stops at the first")
+    results = check.read_every(_volume_header, present, n_jobs=n_jobs, what="volumes", stops=True)
     check.notes.append("published OASIS counts: " + ", ".join(f"{k} {v}" for k, v in OASIS_PUBLISHED.items()))
-    check.estimate = {"disk": f"{_gb(_size(present))} of volumes",
-                      "memory": f"{_gb(sum(_longest_axis(f) for f, r in zip(present, results) if r is None) * image_size ** 2 * 2)}"
-                                f" for every scan's frames at {image_size} px (float16, one frame per slice)",
-                      "time": f"{_duration(len(present) / check.files_per_second)} to read every volume once"}
+    frames = sum(_longest_axis(f) for f, r in zip(present, results) if r is None)
+    check.estimate_run(present, kind="volumes", cache_bytes=frames * image_size ** 2 * 2,
+                       cache_what=f"one frame per slice at {image_size} px, float16", n_jobs=n_jobs)
     return check
 
 

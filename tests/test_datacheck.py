@@ -61,8 +61,8 @@ def test_rsna_names_the_corrupt_file_and_counts_both_mismatches(rsna, capsys):
     res = check("ich", rsna)
     counts = {what: found for what, found, _ in res.counts}
     assert counts["DICOM files"] == 3 and counts["files without a label row"] == 1
-    assert counts["label rows without a file"] == 1 and counts["unreadable files"] == 1
-    assert "load_size=64" in res.estimate["memory"]
+    assert counts["label rows without a file"] == 1 and counts["unreadable DICOM files"] == 1
+    assert "load_size=64" in res.estimate["disk"] and "bounded" in res.estimate["memory"]
 
 
 def test_rsna_without_the_layout_cannot_run(tmp_path, capsys):
@@ -71,8 +71,8 @@ def test_rsna_without_the_layout_cannot_run(tmp_path, capsys):
 
 
 def test_rsna_estimate_follows_the_parameters(rsna):
-    small = check("ich", rsna, load_size=64).estimate["memory"]
-    large = check("ich", rsna, load_size=256).estimate["memory"]
+    small = check("ich", rsna, load_size=64).estimate["disk"]
+    large = check("ich", rsna, load_size=256).estimate["disk"]
     assert small != large and "load_size=256" in large
 
 
