@@ -98,6 +98,8 @@ def plot_table(table: pd.DataFrame, path: Path, *, title: str = "") -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from .plots import finish  # after choosing the backend: plots imports pyplot
+
     frame = table.assign(panel=(table["table"] + " " + table["metric"]).str.strip(),
                          bar=table["run"] + (" | " + table["row"]).where(table["row"] != "", ""))
     groups = {k: g for k, g in frame.groupby("panel", sort=False)}
@@ -118,8 +120,7 @@ def plot_table(table: pd.DataFrame, path: Path, *, title: str = "") -> Path:
         ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    finish(fig, path, tight_bbox=False)
     plt.close(fig)
     return path
 

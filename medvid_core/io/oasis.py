@@ -104,7 +104,7 @@ def _match(table: pd.DataFrame, images: dict[str, Path], *, key: str, label_of, 
 
 def import_oasis1(root: str | Path, *, out: str | Path | None = None, check_images: bool = True,
                   write: bool = True) -> Imported:
-    """OASIS-1 cross-sectional -> manifest (axial view, as the Video4MRI preset)."""
+    """OASIS-1 cross-sectional -> manifest (axial view: OASIS-1's atlas-registered T88 images)."""
     root = Path(root)
     csv = _find_csv(root, OASIS1_CSV)
     table = _read_csv(csv, ["ID", "CDR"])
@@ -123,7 +123,7 @@ def import_oasis1(root: str | Path, *, out: str | Path | None = None, check_imag
 
 def import_oasis2(root: str | Path, *, out: str | Path | None = None, converted: str = "AD",
                   check_images: bool = True, write: bool = True) -> Imported:
-    """OASIS-2 longitudinal -> manifest, one row per visit (sagittal view, as the Video4MRI preset)."""
+    """OASIS-2 longitudinal -> manifest, one row per visit (sagittal view: OASIS-2's raw MPRAGE acquisitions)."""
     if converted not in CONVERTED_CHOICES:
         raise ValueError(f"converted must be one of {CONVERTED_CHOICES}, got {converted!r}")
     root = Path(root)

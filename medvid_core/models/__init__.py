@@ -49,7 +49,7 @@ def get_model(name: str, **kwargs) -> nn.Module:
 
 
 def count_parameters(model: nn.Module) -> int:
-    """Trainable parameters (what Video4MRI's Table 2 reports, in millions)."""
+    """Trainable parameters (the size figure efficiency tables report, usually in millions)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 

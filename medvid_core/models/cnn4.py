@@ -1,4 +1,4 @@
-"""CNN4: the small custom network of the ICH slice classifiers, with a binary or a multi-label head.
+"""CNN4: a small four-convolution slice classifier (Castro et al.'s CNN4 for head-CT slices), with a binary or a multi-label head.
 
 Four 3x3 convolutions with ReLU in two pairs, each pair followed by a 2x2 max-pool, then a flatten
 and two fully-connected layers; sigmoid outputs (the model returns logits: train with

@@ -73,7 +73,7 @@ def _action_video(root: Path) -> None:
         del action_video.PRESETS["_checksum"]
 
 
-def _action_frames(root: Path) -> None:  # the in-memory clips of Lecture 5 (no video codec in between)
+def _action_frames(root: Path) -> None:  # clips rendered in memory, without a video codec in between
     from .action_video import ACTIONS, render_clip
 
     np.save(root / "clips.npy", np.stack([render_clip(a, seed=0, frames=4, height=48, width=48) for a in ACTIONS]))
