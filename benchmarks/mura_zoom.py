@@ -10,6 +10,10 @@ process-CPU time after untimed warm-up calls):
   image and the crop shrunk back to the input;
 * re-classify: one forward pass of that crop.
 
+Image cache: the synthetic `--cache-preset` archive's training images decoded once into the on-disk cache
+(`mura_zoom.image_store`, `--n-jobs` processes, in a temporary MEDVID_DATA), then read back by the lazy
+`RadiographSet` (images per second each way).
+
 SVM: for each body part, `svm_classifier` (standardise, bag of 10 SVC(poly, degree 5), one-vs-rest)
 fitted on `--features`-dimensional features (2048 = ResNet-152's pooled size at width 1) of
 `--fraction` x the paper's training-image count of that part; the features are random with a
@@ -17,6 +21,7 @@ linear label rule (timing only: no accuracy is claimed). Printed beside Table II
 
     .venv/bin/python benchmarks/mura_zoom.py [--size 224] [--width 1.0] [--full 512] [--threads 1]
                                              [--features 2048] [--fraction 1.0] [--repeats 3] [--json PATH]
+                                             [--cache-preset tiny] [--n-jobs 2]
 """
 from __future__ import annotations
 
@@ -61,6 +66,34 @@ def zoom_stage_ms(*, size: int, width: float, full: int, repeats: int) -> dict:
     return {k: {"wall_ms": 1000 * w, "cpu_ms": 1000 * c} for k, (w, c) in time_calls(fns, repeats=repeats).items()}
 
 
+def cache_rates(*, preset: str, size: int, n_jobs: int) -> dict:
+    import os
+    import tempfile
+
+    from medvid_core.io.mura import read_mura
+    from medvid_core.synth.radiograph import make_archive
+
+    with tempfile.TemporaryDirectory() as tmp:
+        before = os.environ.get("MEDVID_DATA")
+        os.environ["MEDVID_DATA"] = tmp
+        try:
+            make_archive(f"{tmp}/archive", preset, seed=0, n_jobs=n_jobs)
+            df = read_mura(f"{tmp}/archive", "train")
+            with timed() as build:
+                store = mz.image_store(df, size=size, rescale=True, n_jobs=n_jobs)
+            ds = mz.RadiographSet.of(df, size=size, rescale=True)
+            with timed() as read:
+                for i in range(len(ds)):
+                    ds[i]
+            return {"images": len(df), "size": size, "build_s": build.wall, "decode_per_s": len(df) / build.wall,
+                    "read_per_s": len(df) / read.wall, "mb": store.nbytes() / 2**20}
+        finally:
+            if before is None:
+                os.environ.pop("MEDVID_DATA", None)
+            else:
+                os.environ["MEDVID_DATA"] = before
+
+
 def svm_seconds(*, features: int, fraction: float) -> dict:
     rng = np.random.default_rng(0)
     out = {}
@@ -84,6 +117,8 @@ def main() -> None:
     ap.add_argument("--fraction", type=float, default=1.0, help="of the paper's training images per body part")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--cache-preset", default="tiny", help="synthetic archive for the image-cache rates ('' = skip)")
+    ap.add_argument("--n-jobs", type=int, default=2, help="processes decoding into the image cache")
     ap.add_argument("--json", default="")
     args = ap.parse_args()
     if args.threads:
@@ -94,6 +129,12 @@ def main() -> None:
     for k, v in stages.items():
         print(f"  {k:16s} {v['wall_ms']:9.1f} ms/image (cpu {v['cpu_ms']:.1f})")
     print(f"  {'zoom total':16s} {sum(v['wall_ms'] for v in stages.values()):9.1f} ms/image")
+    cache = {}
+    if args.cache_preset:
+        cache = cache_rates(preset=args.cache_preset, size=args.size, n_jobs=args.n_jobs)
+        print(f"image cache: {cache['images']} '{args.cache_preset}' training images at {cache['size']} px, rescaled "
+              f"({cache['mb']:.1f} MB): decoded once {cache['decode_per_s']:.0f} images/s ({args.n_jobs} process(es)), "
+              f"read back {cache['read_per_s']:.0f} images/s")
     print(f"SVM fit per body part: {args.features} features, {args.fraction:g} x the paper's training images, "
           "bag of 10 SVC(poly, 5), each on a tenth")
     svm = svm_seconds(features=args.features, fraction=args.fraction)
@@ -102,7 +143,7 @@ def main() -> None:
         print(f"  {part:10s} {v['train_samples']:7d} {v['train_s']:8.2f} {v['paper_train_s']:8.2f}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"args": vars(args), "zoom_stages": stages, "svm": svm}, f, indent=2)
+            json.dump({"args": vars(args), "zoom_stages": stages, "cache": cache, "svm": svm}, f, indent=2)
 
 
 if __name__ == "__main__":

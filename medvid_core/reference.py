@@ -42,7 +42,7 @@ from .paths import REPO_ROOT
 REFERENCE_DIR = REPO_ROOT / "notebooks" / "references"
 RECORD_ENV = "MEDVID_RECORD_REFERENCE"
 #: parameters that do not change a result's expected value: where it runs and where it writes
-NOT_COMPARED = {"output_dir", "device", "n_jobs", "num_threads"}
+NOT_COMPARED = {"output_dir", "device", "n_jobs", "num_threads", "num_workers"}  # how, not what, is computed
 
 
 class ReferenceMismatch(AssertionError):

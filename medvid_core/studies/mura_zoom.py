@@ -6,11 +6,20 @@ re-classification and zoom training with both losses (Fig. 2), Grad-CAM beside g
 the ResNet-152 features + bagged polynomial SVMs per body part (Table II), and -- beyond the paper --
 every attention map and zoom crop scored against the synthetic ground truth (abnormality and flag
 boxes). The keyword names of the runners are the notebook's parameter names (`medvid_core.params.pick`).
+
+Images are decoded once per (split, size, rescaling) into an on-disk cache (`image_store`, a
+`medvid_core.store.DiskArrays` under ``data_dir()/mura_zoom/decoded/``) and read back one at a time: the
+datasets (`RadiographSet`) hold the index (paths, labels), never the images, and the zoom and attention
+maps read the full-resolution originals from a ragged cache of the validation split (`Radiographs`).
+`n_jobs` processes decode; `num_workers` DataLoader workers load (0, the default, in the main process).
 """
 from __future__ import annotations
 
 import copy
+import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -29,7 +38,9 @@ from sklearn.svm import SVC
 from torch.utils.data import DataLoader, Dataset
 
 from .. import explain
-from ..io.mura import load_radiograph, read_mura
+from ..data import worker_options
+from ..io.index import listing_key
+from ..io.mura import MuraError, load_radiograph, read_mura
 from ..models import get_model
 from ..models import resnet2d as _resnet2d  # noqa: F401  (registers resnet152)
 from ..models import vgg as _vgg  # noqa: F401  (registers vgg19)
@@ -38,12 +49,15 @@ from ..findings import finding
 from ..metrics import Measure, bootstrap_measure, kappa_score
 from ..paths import data_dir
 from ..plots import finish
+from ..store import INDEX, SKIPPED, DiskArrays
 from ..synth.radiograph import ensure_archive, load_boxes
 from ..timing import timed
 from ..train import evaluate, fit, resolve_device, seed_everything
 
 STUDY = "mura_zoom"
 VGG_HEAD = "classifier.6"
+ZOOM_BATCH = 32  # images per forward pass in explain.zoom (its default)
+ZOOM_CHUNK = 16 * ZOOM_BATCH  # images per explain.zoom call in run_zoom: a multiple of ZOOM_BATCH
 
 # --------------------------------------------------------------------------- the paper's numbers
 
@@ -87,16 +101,16 @@ class Archive:
         return ab, fl
 
 
-def get_archive(*, preset: str = "small", data_root: str = "", seed: int = 0) -> Archive:
+def get_archive(*, preset: str = "small", data_root: str = "", seed: int = 0, n_jobs: int = 2) -> Archive:
     """A real MURA-v1.1 (`data_root`, the folder holding `MURA-v1.1/`) or the synthetic `preset`,
-    generated on first use into `data/mura_zoom/<preset>_seed<seed>/`."""
+    generated on first use (by `n_jobs` processes) into `data/mura_zoom/<preset>_seed<seed>/`."""
     if data_root:
         root, boxes = Path(data_root), None
         if root.name == "MURA-v1.1":
             root = root.parent
     else:
         root = data_dir() / STUDY / f"{preset}_seed{seed}"
-        ensure_archive(root, preset, seed=seed)
+        ensure_archive(root, preset, seed=seed, n_jobs=n_jobs)
         boxes = load_boxes(root)
     return Archive(root, read_mura(root, "train"), read_mura(root, "valid"), boxes)
 
@@ -114,10 +128,72 @@ def intensity_rescale(image: np.ndarray, *, low: float = 1.0, high: float = 100.
     return np.clip(out, 0.0, 1.0).astype(np.float32)  # float rounding can leave 1 + 1e-7
 
 
-def load_images(df: pd.DataFrame, *, rescale: bool) -> list[np.ndarray]:
-    """Full-resolution grayscale images in [0, 1], rescaled or not."""
-    images = [load_radiograph(p) for p in df.path]
-    return [intensity_rescale(im) for im in images] if rescale else images
+def load_image(path: str | Path, *, rescale: bool) -> np.ndarray:
+    """One radiograph, full resolution, grayscale in [0, 1], rescaled (`intensity_rescale`) or not."""
+    image = load_radiograph(path)
+    return intensity_rescale(image) if rescale else image
+
+
+#: bump whenever `_decode` (reading, rescaling, resizing) changes the bytes it returns
+IMAGES_VERSION = 1
+
+
+def _decode(path: str, *, size: int | None, rescale: bool) -> np.ndarray:
+    """What the cache holds for one image: `explain.resize` of it to `size` x `size`, or (size None) the
+    full-resolution image itself; float32 either way, exactly what the in-memory pipeline computed."""
+    image = load_image(path, rescale=rescale)
+    return image if size is None else explain.resize(image, size)
+
+
+def image_store(df: pd.DataFrame, *, size: int | None, rescale: bool, n_jobs: int = 2) -> DiskArrays:
+    """The images of `df` decoded once into an on-disk `DiskArrays`, one float32 array per path: shrunk to
+    `size` x `size` (the datasets), or at full resolution (`size` None: the zoom and attention maps, which
+    crop from the original; ragged shapes).
+
+    Folder: ``data_dir()/mura_zoom/decoded/<digest of the paths>_<size|full>_<raw|rescaled>/``; key: the
+    listing of the image files (name, size, mtime: `io.index.listing_key`), `size`, `rescale` and
+    `IMAGES_VERSION` (not `n_jobs`), so a changed file or parameter rebuilds it and nothing else does. An
+    unreadable PNG is the one-line `MuraError` naming it, as when every image was read into memory."""
+    paths = list(dict.fromkeys(map(str, df.path)))
+    digest = hashlib.sha256("\n".join(paths).encode()).hexdigest()[:16]
+    folder = data_dir() / STUDY / "decoded" / f"{digest}_{'full' if size is None else f'{size}px'}_" \
+                                              f"{'rescaled' if rescale else 'raw'}"
+    key = dict(study=STUDY, images=listing_key(paths), size=size, rescale=rescale, version=IMAGES_VERSION)
+    store = DiskArrays.build(folder, key=key, names=paths, decode=partial(_decode, size=size, rescale=rescale),
+                             n_jobs=n_jobs, desc=f"decoding radiographs ({'full' if size is None else size})")
+    if len(store.skipped):
+        name, reason = store.skipped.iloc[0]
+        more = f" (and {len(store.skipped) - 1} more: {store.folder / SKIPPED})" if len(store.skipped) > 1 else ""
+        raise MuraError(f"{name}: {reason}{more}")
+    return store
+
+
+class Radiographs(Sequence):
+    """The full-resolution images of `df` (rescaled or not) as a sequence read from `image_store` one at a
+    time: what `explain.zoom` and the attention maps take in place of a list held in memory. `take(rows)`:
+    some of them, from the same store."""
+
+    def __init__(self, df: pd.DataFrame, *, rescale: bool, n_jobs: int = 2):
+        self.store = image_store(df, size=None, rescale=rescale, n_jobs=n_jobs)
+        self.names = [str(p) for p in df.path]
+        index = pd.read_csv(self.store.folder / INDEX, usecols=["name", "shape"], dtype=str,
+                            keep_default_na=False)
+        shape = dict(zip(index["name"], index["shape"]))
+        self.shapes = [tuple(int(v) for v in shape[n].split("x")) for n in self.names]  # (H, W), nothing read
+
+    def take(self, rows) -> "Radiographs":
+        sub = copy.copy(self)
+        sub.names, sub.shapes = [self.names[i] for i in rows], [self.shapes[i] for i in rows]
+        return sub
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.store.get(self.names[i])
+
+    def __iter__(self):
+        return (self.store.get(n) for n in self.names)
 
 
 def normalize(x: torch.Tensor) -> torch.Tensor:
@@ -126,18 +202,24 @@ def normalize(x: torch.Tensor) -> torch.Tensor:
 
 
 class RadiographSet(Dataset):
-    """(image shrunk to size x size in [0, 1], label); `flip`: random horizontal flips (training)."""
+    """(image shrunk to size x size in [0, 1], label) read by index from an `image_store`; `flip`: random
+    horizontal flips (training; one `torch.rand` per item, as the in-memory set drew them)."""
 
-    def __init__(self, images: list[np.ndarray], labels, *, size: int, flip: bool = False):
-        self.x = torch.from_numpy(np.stack([explain.resize(im, size) for im in images]))[:, None]
+    def __init__(self, store: DiskArrays, names, labels, *, flip: bool = False):
+        self.store, self.names = store, [str(n) for n in names]
         self.y = torch.tensor(np.asarray(labels), dtype=torch.long)
         self.flip = flip
+
+    @classmethod
+    def of(cls, df: pd.DataFrame, *, size: int, rescale: bool, flip: bool = False, n_jobs: int = 2) -> "RadiographSet":
+        """The images of `df` at `size`, from their cache (decoded on first use)."""
+        return cls(image_store(df, size=size, rescale=rescale, n_jobs=n_jobs), df.path, df.label, flip=flip)
 
     def __len__(self) -> int:
         return len(self.y)
 
     def __getitem__(self, i):
-        x = self.x[i]
+        x = torch.from_numpy(self.store.get(self.names[i]))[None]
         if self.flip and torch.rand(()) < 0.5:
             x = x.flip(-1)
         return x, self.y[i]
@@ -170,21 +252,23 @@ def build_vgg19(*, width: float = 0.0625, batch_norm: bool = True, weights: str 
 
 def train_baseline(archive: Archive, *, rescale: bool, image_size: int = 64, width: float = 0.0625,
                    batch_norm: bool = True, weights: str = "", epochs: int = 6, batch_size: int = 16,
-                   lr: float = 1e-3, weight_decay: float = 1e-4, seed: int = 0, device: str = "cpu"):
+                   lr: float = 1e-3, weight_decay: float = 1e-4, seed: int = 0, device: str = "cpu",
+                   num_workers: int = 0, n_jobs: int = 2):
     """One VGG19 trained on the training images (AdamW, warm-up + cosine, decay on the head).
 
     Returns (model, history, valid image probabilities of 'abnormal')."""
     device = resolve_device(device)
     seed_everything(seed)
-    train = RadiographSet(load_images(archive.train, rescale=rescale), archive.train.label, size=image_size, flip=True)
-    valid = RadiographSet(load_images(archive.valid, rescale=rescale), archive.valid.label, size=image_size)
+    train = RadiographSet.of(archive.train, size=image_size, rescale=rescale, flip=True, n_jobs=n_jobs)
+    valid = RadiographSet.of(archive.valid, size=image_size, rescale=rescale, n_jobs=n_jobs)
     model = build_vgg19(width=width, batch_norm=batch_norm, weights=weights)
-    loader = DataLoader(train, batch_size=batch_size, shuffle=True, drop_last=len(train) > batch_size)
-    val_loader = DataLoader(valid, batch_size=64)
+    loader = DataLoader(train, batch_size=batch_size, shuffle=True, drop_last=len(train) > batch_size,
+                        **worker_options(num_workers))
+    val_loader = DataLoader(valid, batch_size=64, **worker_options(num_workers))
     history = fit(model, loader, epochs=epochs, lr=lr, forward=_forward_normalized, metric_fn=_accuracy,
                   weight_decay=weight_decay, head=VGG_HEAD, warmup_epochs=1 if epochs > 2 else 0,
                   val_loader=val_loader, device=device, desc="vgg19" + (" rescaled" if rescale else ""))
-    probs = predict(model, valid, device=device)
+    probs = predict(model, valid, device=device, num_workers=num_workers)
     return model, history, probs
 
 
@@ -199,8 +283,9 @@ def run_table1(archive: Archive, **kwargs) -> dict:
     return rows
 
 
-def predict(model, dataset: RadiographSet, *, device: str = "cpu") -> np.ndarray:
-    ev = evaluate(model, DataLoader(dataset, batch_size=64), forward=_forward_normalized, device=device)
+def predict(model, dataset: RadiographSet, *, device: str = "cpu", num_workers: int = 0) -> np.ndarray:
+    ev = evaluate(model, DataLoader(dataset, batch_size=64, **worker_options(num_workers)),
+                  forward=_forward_normalized, device=device)
     return F.softmax(ev["outputs"], dim=1)[:, 1].numpy()
 
 
@@ -238,23 +323,29 @@ def table1_side_by_side(kappas: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 
 def run_zoom(model, archive: Archive, *, rescale: bool, image_size: int = 64, zoom_steps: int = 1,
-             entropy_radius: int = 3, zoom_quantile: float = 0.9, device: str = "cpu") -> dict:
+             entropy_radius: int = 3, zoom_quantile: float = 0.9, device: str = "cpu", n_jobs: int = 2) -> dict:
     """Zoom every validation image `zoom_steps` times; kappa per step and every crop scored.
+
+    The full-resolution images are read from their cache one at a time, `ZOOM_CHUNK` images per
+    `explain.zoom` call (a multiple of its batch of 32, so every forward pass sees the batches one call
+    over all images would: the same numbers, in memory bounded by the chunk, not the split).
 
     Returns dict(kappa: DataFrame (step x study_kappa, study_accuracy, image_accuracy),
     crops: DataFrame one row per (image, step) with box and scores, probs: (steps+1, N))."""
     device = resolve_device(device)
-    images = load_images(archive.valid, rescale=rescale)
-    res = explain.zoom(model.to(device), images, input_size=image_size, steps=zoom_steps, normalize=normalize,
-                       entropy_radius=entropy_radius, quantile=zoom_quantile)
+    images = Radiographs(archive.valid, rescale=rescale, n_jobs=n_jobs)
+    parts = [explain.zoom(model.to(device), images.take(range(i, min(i + ZOOM_CHUNK, len(images)))),
+                          input_size=image_size, steps=zoom_steps, normalize=normalize, entropy_radius=entropy_radius,
+                          quantile=zoom_quantile, batch_size=ZOOM_BATCH)
+             for i in range(0, len(images), ZOOM_CHUNK)]
+    res = {k: np.concatenate([p[k] for p in parts], axis=1) for k in ("probs", "boxes")}
     probs = res["probs"][..., 1]
     kappa = pd.DataFrame({step: kappa_table(archive.valid, probs[step]).loc["ALL"] for step in range(zoom_steps + 1)}).T
     kappa.index.name = "zoom_step"
     ab, fl = archive.truth(archive.valid)
     rows = []
     for step in range(zoom_steps):
-        for i, (box, im) in enumerate(zip(res["boxes"][step], images)):
-            h, w = im.shape
+        for i, (box, (h, w)) in enumerate(zip(res["boxes"][step], images.shapes)):
             box = tuple(int(v) for v in box)
             rows.append(dict(step=step + 1, path=archive.valid.path.iloc[i], label=archive.valid.label.iloc[i],
                              body_part=archive.valid.body_part.iloc[i], x0=box[0], y0=box[1], x1=box[2], y1=box[3],
@@ -314,17 +405,20 @@ def two_losses(outputs, targets):
 
 def train_zoom(model, archive: Archive, *, rescale: bool, image_size: int = 64, full_size: int = 128,
                zoom_epochs: int = 2, zoom_lr: float = 3e-4, batch_size: int = 16, weight_decay: float = 1e-4,
-               entropy_radius: int = 3, zoom_quantile: float = 0.9, seed: int = 0, device: str = "cpu"):
+               entropy_radius: int = 3, zoom_quantile: float = 0.9, seed: int = 0, device: str = "cpu",
+               num_workers: int = 0, n_jobs: int = 2):
     """Fig. 2: start from the trained baseline (a copy) and train on both losses. Returns (model, history)."""
     device = resolve_device(device)
     seed_everything(seed)
     model = copy.deepcopy(model)
-    train = RadiographSet(load_images(archive.train, rescale=rescale), archive.train.label, size=full_size, flip=True)
-    valid = RadiographSet(load_images(archive.valid, rescale=rescale), archive.valid.label, size=full_size)
+    train = RadiographSet.of(archive.train, size=full_size, rescale=rescale, flip=True, n_jobs=n_jobs)
+    valid = RadiographSet.of(archive.valid, size=full_size, rescale=rescale, n_jobs=n_jobs)
     forward = make_zoom_forward(image_size=image_size, entropy_radius=entropy_radius, zoom_quantile=zoom_quantile)
-    history = fit(model, DataLoader(train, batch_size=batch_size, shuffle=True, drop_last=len(train) > batch_size),
+    history = fit(model, DataLoader(train, batch_size=batch_size, shuffle=True, drop_last=len(train) > batch_size,
+                                    **worker_options(num_workers)),
                   epochs=zoom_epochs, lr=zoom_lr, loss_fn=two_losses, forward=forward, metric_fn=_accuracy,
-                  weight_decay=weight_decay, head=VGG_HEAD, val_loader=DataLoader(valid, batch_size=64),
+                  weight_decay=weight_decay, head=VGG_HEAD,
+                  val_loader=DataLoader(valid, batch_size=64, **worker_options(num_workers)),
                   device=device, desc="zoom training")
     return model, history
 
@@ -332,7 +426,7 @@ def train_zoom(model, archive: Archive, *, rescale: bool, image_size: int = 64, 
 # --------------------------------------------------------------------------- attention scored (Fig. 3 + beyond)
 
 
-def attention_maps(model, images: list[np.ndarray], *, image_size: int = 64, target: int = 1):
+def attention_maps(model, images: Sequence[np.ndarray], *, image_size: int = 64, target: int = 1):
     """Guided backprop (|.| max over channels, eq.-(1) input) and Grad-CAM (last conv block) at input size."""
     x = torch.from_numpy(np.stack([explain.resize(im, image_size) for im in images]))[:, None]
     gbp = explain.response_map(explain.guided_backprop(model.cpu(), explain.gbp_normalize(x), target=target))
@@ -342,7 +436,7 @@ def attention_maps(model, images: list[np.ndarray], *, image_size: int = 64, tar
 
 
 def attention_table(model, archive: Archive, *, rescale: bool, image_size: int = 64, attention_images: int = 60,
-                    entropy_radius: int = 3) -> pd.DataFrame:
+                    entropy_radius: int = 3, n_jobs: int = 2) -> pd.DataFrame:
     """On abnormal validation images that carry a flag: where does each map put its weight?
 
     Pointing game (the map's maximum inside the box) and mass fraction inside the abnormality box and
@@ -354,13 +448,12 @@ def attention_table(model, archive: Archive, *, rescale: bool, image_size: int =
     keep = [i for i in range(len(archive.valid)) if ab[i] and fl[i]][:attention_images]
     if not keep:
         return pd.DataFrame()
-    images = load_images(archive.valid.iloc[keep], rescale=rescale)
+    images = Radiographs(archive.valid, rescale=rescale, n_jobs=n_jobs).take(keep)  # full resolution, read lazily
     gbp, cam = attention_maps(model, images, image_size=image_size)
     ent = np.stack([explain.local_entropy(g, entropy_radius) for g in gbp])
     rows = []
     for name, maps in (("guided backprop", gbp), ("GBP local entropy", ent), ("Grad-CAM", cam)):
-        for m, im, i in zip(maps, images, keep):
-            h, w = im.shape
+        for m, (h, w), i in zip(maps, images.shapes, keep):
             scale = (w / image_size, h / image_size)
             rows.append(dict(map=name, empty_maps=float(explain.empty_map(m)),
                              hit_abnormality=explain.pointing_hit(m, ab[i], map_to_image=scale),
@@ -368,8 +461,8 @@ def attention_table(model, archive: Archive, *, rescale: bool, image_size: int =
                              mass_abnormality=explain.map_mass(m, ab[i], map_to_image=scale),
                              mass_flag=explain.map_mass(m, fl[i], map_to_image=scale)))
     grid = (image_size, image_size)
-    for im, i in zip(images, keep):  # a uniform map: the boxes' area fractions
-        scale = (im.shape[1] / image_size, im.shape[0] / image_size)
+    for (h, w), i in zip(images.shapes, keep):  # a uniform map: the boxes' area fractions
+        scale = (w / image_size, h / image_size)
         rows.append(dict(map="chance (uniform map)", empty_maps=np.nan, hit_abnormality=np.nan, hit_flag=np.nan,
                          mass_abnormality=explain.area_fraction(grid, ab[i], map_to_image=scale),
                          mass_flag=explain.area_fraction(grid, fl[i], map_to_image=scale)))
@@ -385,7 +478,7 @@ def attention_table(model, archive: Archive, *, rescale: bool, image_size: int =
 
 def train_feature_extractor(archive: Archive, *, image_size: int = 64, svm_width: float = 0.125,
                             svm_backbone_epochs: int = 15, batch_size: int = 16, svm_lr: float = 3e-3, seed: int = 0,
-                            device: str = "cpu"):
+                            device: str = "cpu", num_workers: int = 0, n_jobs: int = 2):
     """ResNet-152 trained for a few iterations (`svm_backbone_epochs`) on the training images.
 
     AdamW at peak `svm_lr` with warm-up + cosine. The defaults are the least that gave the small archive's
@@ -394,20 +487,22 @@ def train_feature_extractor(archive: Archive, *, image_size: int = 64, svm_width
     device = resolve_device(device)
     seed_everything(seed)
     model = get_model("resnet152", num_classes=2, in_channels=1, width=svm_width)
-    train = RadiographSet(load_images(archive.train, rescale=True), archive.train.label, size=image_size, flip=True)
-    fit(model, DataLoader(train, batch_size=batch_size, shuffle=True, drop_last=len(train) > batch_size),
+    train = RadiographSet.of(archive.train, size=image_size, rescale=True, flip=True, n_jobs=n_jobs)
+    fit(model, DataLoader(train, batch_size=batch_size, shuffle=True, drop_last=len(train) > batch_size,
+                          **worker_options(num_workers)),
         epochs=svm_backbone_epochs, lr=svm_lr, forward=_forward_normalized, head="fc", device=device,
         desc="resnet152")
     return model
 
 
 @torch.no_grad()
-def pooled_features(model, df: pd.DataFrame, *, image_size: int = 64, device: str = "cpu") -> np.ndarray:
+def pooled_features(model, df: pd.DataFrame, *, image_size: int = 64, device: str = "cpu", num_workers: int = 0,
+                    n_jobs: int = 2) -> np.ndarray:
     device = resolve_device(device)
-    ds = RadiographSet(load_images(df, rescale=True), df.label, size=image_size)
+    ds = RadiographSet.of(df, size=image_size, rescale=True, n_jobs=n_jobs)
     model = model.to(device).eval()
     return torch.cat([model.forward_features(normalize(x.to(device))).cpu()
-                      for x, _ in DataLoader(ds, batch_size=64)]).numpy()
+                      for x, _ in DataLoader(ds, batch_size=64, **worker_options(num_workers))]).numpy()
 
 
 def svm_classifier(*, svm_degree: int = 5, svm_estimators: int = 10, svm_max_samples: float = 0.5, seed: int = 0):
@@ -572,7 +667,7 @@ def plot_attention(model, archive: Archive, *, rescale: bool, image_size: int = 
     """Fig. 3/4 re-made on abnormal images: image, guided backprop, Grad-CAM, local entropy with the crop."""
     ab, fl = archive.truth(archive.valid)
     idx = [i for i in range(len(archive.valid)) if ab[i] and fl[i]][:n] or list(range(min(n, len(archive.valid))))
-    images = load_images(archive.valid.iloc[idx], rescale=rescale)
+    images = [load_image(p, rescale=rescale) for p in archive.valid.path.iloc[idx]]  # `n` images, read directly
     gbp, cam = attention_maps(model, images, image_size=image_size)
     fig, axes = plt.subplots(len(idx), 4, figsize=(9, 2.3 * len(idx)), squeeze=False)
     for row, (i, im, g, c) in enumerate(zip(idx, images, gbp, cam)):

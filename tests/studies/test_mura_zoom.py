@@ -9,15 +9,27 @@ import torch
 from sklearn.metrics import cohen_kappa_score
 
 from medvid_core.studies import mura_zoom as mz
-from medvid_core.synth.radiograph import ensure_archive, load_boxes
-from medvid_core.io.mura import read_mura
+from medvid_core import explain
+from medvid_core.io.mura import MuraError, load_radiograph, read_mura
+from medvid_core.synth.radiograph import load_boxes, make_archive
 
 
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory) -> mz.Archive:
     root = tmp_path_factory.mktemp("mura")
-    ensure_archive(root, "tiny", seed=0, n_jobs=1)
+    make_archive(root, "tiny", seed=0, n_jobs=1)
     return mz.Archive(root, read_mura(root, "train"), read_mura(root, "valid"), load_boxes(root))
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("medvid_data")
+
+
+@pytest.fixture(autouse=True)
+def data_in_tmp(cache_dir, monkeypatch):
+    """The decoded-image caches go to one folder of this module's, never the repository's data/."""
+    monkeypatch.setenv("MEDVID_DATA", str(cache_dir))
 
 
 def test_paper_numbers():
@@ -141,6 +153,7 @@ def test_paper_params_file_carries_the_papers_settings():
     p = load_params_file(REPO_ROOT / "params/mura_zoom/paper.yaml")
     assert (p["preset"], p["image_size"], p["width"], p["svm_width"]) == ("paper", 224, 1.0, 1.0)
     assert (p["svm_degree"], p["svm_estimators"]) == (5, 10)
+    assert (p["n_jobs"], p["num_workers"]) == (8, 8)  # decoding processes, DataLoader workers
     paper = PRESETS["paper"]  # MURA-v1.1's study counts
     assert sum(paper.train_studies.values()) == 13457 and sum(paper.valid_studies.values()) == 1199
 
@@ -158,3 +171,171 @@ def test_findings_and_words_from_the_attention_table():
     words = mz.attention_words(attention)
     assert "guided backprop puts 4.0x the uniform share of its weight on the flag and 2.0x" in words
     assert "4 of 10 Grad-CAM maps are empty" in words
+
+
+
+# --------------------------------------------------------------------------- the decode-once cache (issue 25)
+
+
+def _in_memory(df: pd.DataFrame, *, rescale: bool) -> list[np.ndarray]:
+    """How the study read a split before the cache: every image, full resolution, into one list."""
+    images = [load_radiograph(p) for p in df.path]
+    return [mz.intensity_rescale(im) for im in images] if rescale else images
+
+
+class _InMemorySet(torch.utils.data.Dataset):
+    """The RadiographSet before the cache, verbatim: every image resized and stacked into one tensor."""
+
+    def __init__(self, images, labels, *, size: int, flip: bool = False):
+        self.x = torch.from_numpy(np.stack([explain.resize(im, size) for im in images]))[:, None]
+        self.y = torch.tensor(np.asarray(labels), dtype=torch.long)
+        self.flip = flip
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        x = self.x[i]
+        if self.flip and torch.rand(()) < 0.5:
+            x = x.flip(-1)
+        return x, self.y[i]
+
+
+def _batches(ds, seed: int = 0) -> list:
+    torch.manual_seed(seed)  # the loader's shuffle and the flips both draw from the global stream
+    return list(torch.utils.data.DataLoader(ds, batch_size=5, shuffle=True, drop_last=True))
+
+
+@pytest.mark.parametrize("rescale", [False, True])
+def test_lazy_set_gives_the_in_memory_tensors_flips_and_order(archive, rescale):
+    df = archive.train
+    old = _InMemorySet(_in_memory(df, rescale=rescale), df.label, size=24, flip=True)
+    new = mz.RadiographSet.of(df, size=24, rescale=rescale, flip=True)
+    assert len(new) == len(old)
+    plain = mz.RadiographSet.of(df, size=24, rescale=rescale)
+    assert torch.equal(torch.stack([plain[i][0] for i in range(len(plain))]), old.x)  # bit for bit, (N, 1, s, s)
+    for (xo, yo), (xn, yn) in zip(_batches(old), _batches(new), strict=True):  # same shuffle, same flips
+        assert xn.dtype == xo.dtype == torch.float32 and torch.equal(xn, xo) and torch.equal(yn, yo)
+    full = mz.Radiographs(archive.valid, rescale=rescale)  # the zoom's full-resolution originals
+    want = _in_memory(archive.valid, rescale=rescale)
+    assert len(full) == len(want) and all(np.array_equal(a, b) and a.dtype == b.dtype for a, b in zip(full, want))
+    assert full.shapes == [im.shape for im in want]
+
+
+def test_zoom_in_chunks_over_the_cache_is_the_zoom_over_the_list(archive, monkeypatch, one_thread):
+    torch.manual_seed(0)
+    model = mz.build_vgg19(width=0.0625).eval()
+    monkeypatch.setattr(mz, "ZOOM_BATCH", 4)
+    monkeypatch.setattr(mz, "ZOOM_CHUNK", 8)  # several explain.zoom calls, each on whole batches of 4
+    assert len(archive.valid) > 8
+    got = mz.run_zoom(model, archive, rescale=True, image_size=32, zoom_steps=2, entropy_radius=2)
+    want4 = explain.zoom(model, _in_memory(archive.valid, rescale=True), input_size=32, steps=2,
+                         normalize=mz.normalize, entropy_radius=2, quantile=0.9, batch_size=4)
+    assert np.array_equal(got["boxes"], want4["boxes"]) and np.array_equal(got["probs"], want4["probs"][..., 1])
+
+
+def _counting(monkeypatch) -> list:
+    calls, decode = [], mz._decode
+
+    def counted(path, **kw):
+        calls.append(path)
+        return decode(path, **kw)
+
+    monkeypatch.setattr(mz, "_decode", counted)
+    return calls
+
+
+def test_cache_rebuilt_when_size_or_rescale_or_a_file_changes_reused_otherwise(archive, monkeypatch, tmp_path):
+    monkeypatch.setenv("MEDVID_DATA", str(tmp_path))
+    calls = _counting(monkeypatch)
+    df = archive.valid
+    n = len(df)
+    first = mz.RadiographSet.of(df, size=16, rescale=False, n_jobs=1)
+    assert len(calls) == n and first[0][0].shape == (1, 16, 16)
+    mz.RadiographSet.of(df, size=16, rescale=False, n_jobs=1)
+    assert len(calls) == n  # reused: nothing decoded again
+    assert mz.RadiographSet.of(df, size=20, rescale=False, n_jobs=1)[0][0].shape == (1, 20, 20)
+    assert len(calls) == 2 * n  # another image_size: decoded again
+    mz.RadiographSet.of(df, size=16, rescale=True, n_jobs=1)
+    assert len(calls) == 3 * n  # rescaling changes the bytes: decoded again
+    mz.RadiographSet.of(df, size=16, rescale=False, n_jobs=2)
+    mz.RadiographSet.of(df, size=20, rescale=False, n_jobs=1)
+    assert len(calls) == 3 * n  # n_jobs is not in the key; each (size, rescale) keeps its own folder
+    import os
+
+    st = os.stat(df.path.iloc[0])
+    os.utime(df.path.iloc[0], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # the listing changes
+    mz.RadiographSet.of(df, size=16, rescale=False, n_jobs=1)
+    assert len(calls) == 4 * n
+    folders = sorted(p.name for p in (tmp_path / "mura_zoom" / "decoded").iterdir() if not p.name.startswith("."))
+    assert len(folders) == 3 and {f.split("_", 1)[1] for f in folders} == {"16px_raw", "20px_raw", "16px_rescaled"}
+
+
+def test_killed_cache_build_leaves_nothing_that_looks_complete(archive, monkeypatch, tmp_path):
+    import multiprocessing
+    import os
+    import signal
+
+    from medvid_core.cache import STAMP
+
+    monkeypatch.setenv("MEDVID_DATA", str(tmp_path))
+    df = archive.valid
+    victim = df.path.iloc[3]
+
+    def build_and_die():
+        decode = mz._decode
+
+        def dies(path, **kw):
+            if path == victim:
+                os.kill(os.getpid(), signal.SIGKILL)  # killed mid-build, as by the OOM killer or a kill -9
+            return decode(path, **kw)
+
+        mz._decode = dies
+        mz.RadiographSet.of(df, size=16, rescale=True, n_jobs=1)
+
+    child = multiprocessing.get_context("fork").Process(target=build_and_die)
+    child.start()
+    child.join(60)
+    assert child.exitcode == -signal.SIGKILL
+    decoded = tmp_path / "mura_zoom" / "decoded"
+    complete = [p for p in decoded.iterdir() if (p / STAMP).exists()]
+    assert complete == [] and all(p.name.startswith(".") for p in decoded.iterdir())  # a hidden tmp sibling at most
+    calls = _counting(monkeypatch)
+    ds = mz.RadiographSet.of(df, size=16, rescale=True, n_jobs=1)  # rebuilt from scratch, whole
+    assert len(calls) == len(df) == len(ds) and len(ds.store) == len(df)
+    assert [p.name for p in decoded.iterdir() if p.name.startswith(".") and "tmp" in p.name] == []
+
+
+def test_unreadable_png_is_a_one_line_error_naming_it(archive, tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDVID_DATA", str(tmp_path / "data"))
+    broken = tmp_path / "image1.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
+    df = pd.concat([archive.valid.head(2), archive.valid.head(1).assign(path=str(broken))], ignore_index=True)
+    with pytest.raises(MuraError) as err:
+        load_radiograph(broken)  # what the in-memory loading raised
+    before = str(err.value)
+    for build in (lambda: mz.RadiographSet.of(df, size=16, rescale=True, n_jobs=1),
+                  lambda: mz.Radiographs(df, rescale=False, n_jobs=2)):
+        with pytest.raises(MuraError) as err:
+            build()
+        assert str(err.value) == before and "\n" not in before and before.startswith(f"{broken}: cannot read PNG")
+    with pytest.raises(MuraError, match="cannot read PNG"):  # still refused on the next run (the build is cached)
+        mz.RadiographSet.of(df, size=16, rescale=True, n_jobs=1)
+
+
+def test_num_workers_2_gives_the_same_training_twice(archive, monkeypatch, one_thread):
+    workers, loader = [], mz.DataLoader
+
+    def spy(*args, **kw):
+        workers.append(kw.get("num_workers", 0))
+        return loader(*args, **kw)
+
+    monkeypatch.setattr(mz, "DataLoader", spy)
+    kw = dict(rescale=False, image_size=32, width=0.0625, epochs=1, batch_size=8, num_workers=2)
+    m1, h1, p1 = mz.train_baseline(archive, **kw)
+    assert workers == [2, 2, 2]  # training, validation and prediction loaders
+    m2, h2, p2 = mz.train_baseline(archive, **kw)
+    assert np.array_equal(p1, p2)
+    untimed = lambda h: [{k: v for k, v in row.items() if "seconds" not in k} for row in h]  # noqa: E731
+    assert untimed(h1) == untimed(h2)
+    assert all(torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m2.state_dict().values()))
