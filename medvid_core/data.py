@@ -6,16 +6,18 @@ PPMI/ADNI/OASIS download converted to NIfTI needs only such a CSV beside it.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 from sklearn.model_selection import train_test_split
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 
 from .sampling import SegmentSampler
+from .store import DiskArrays
 
 MANIFEST_COLUMNS = ("subject", "session", "path", "label", "view")
 
@@ -90,17 +92,52 @@ def check_no_leakage(train: pd.DataFrame, test: pd.DataFrame, *, key: str = "sub
 
 
 class FrameStore:
-    """Prepared frame stacks by (file, view), kept in memory so only the first epoch reads the files.
+    """Prepared frame stacks by (file, view); one store serves every dataset, model and ablation of a run.
 
-    `prepare(file, view)` turns one volume file into a (frames, H, W) tensor (a study's preprocessing);
-    one store serves every dataset, model and ablation of a notebook run on one cohort.
+    `prepare(file, view)` turns one volume file into a (frames, H, W) tensor (a study's preprocessing).
+    Two kinds:
+
+    * `FrameStore.build(items, prepare, key=..., folder=...)`: every (file, view) of a cohort prepared once,
+      by `n_jobs` processes, into a `DiskArrays` folder (atomic, keyed on everything that changes the
+      bytes, reused by the next run); `store(file, view)` then reads that one stack back from disk. Nothing
+      is held in memory but the index, so a cohort of any size costs a batch, and DataLoader workers share
+      it. The tensors are the ones `prepare` returned, dtype and all (float16 stays float16: exact).
+    * `FrameStore(prepare)`: in memory, each stack prepared on first use and kept (`cache=False`: never
+      kept); for a handful of files, e.g. a notebook's own example.
+
+    A (file, view) that a built store does not hold is prepared on the spot and not kept.
     """
 
-    def __init__(self, prepare: Callable[[str, str], torch.Tensor], *, cache: bool = True):
-        self.prepare, self.cache = prepare, cache
+    def __init__(self, prepare: Callable[[str, str], torch.Tensor] | None, *, cache: bool = True,
+                 arrays: DiskArrays | None = None):
+        self.prepare, self.cache, self.arrays = prepare, cache and arrays is None, arrays
         self._frames: dict[tuple[str, str], torch.Tensor] = {}
 
+    @classmethod
+    def build(cls, items: Sequence[tuple[str, str]], prepare: Callable[[str, str], torch.Tensor], *, key: dict,
+              folder: str | Path, n_jobs: int = 1, desc: str = "preparing frames") -> "FrameStore":
+        """Every (file, view) of `items` prepared once into `folder` (rebuilt when `key` or the items change).
+
+        `key` must hold everything that changes the bytes (the files' listing, the preprocessing's
+        parameters and version); `prepare` must be picklable for `n_jobs` > 1 (a module-level function or a
+        `functools.partial` of one). A file `prepare` refuses (its one-line ValueError) is that one-line
+        error here, naming the file, as it was when the dataset read it.
+        """
+        names = [_frame_name(f, v) for f, v in dict.fromkeys((str(f), str(v)) for f, v in items)]
+        arrays = DiskArrays.build(folder, key={**key, "frame_store": 1}, names=names, decode=_PrepareName(prepare),
+                                  n_jobs=n_jobs, desc=desc)
+        if len(arrays.skipped):
+            view, file = arrays.skipped["name"].iloc[0].split(":", 1)
+            more = f" (and {len(arrays.skipped) - 1} more, listed in {arrays.folder / 'skipped.csv'})" \
+                if len(arrays.skipped) > 1 else ""
+            raise ValueError(f"{file}: {arrays.skipped['reason'].iloc[0]}{more}")
+        return cls(prepare, arrays=arrays)
+
     def __call__(self, file: str, view: str) -> torch.Tensor:
+        if self.arrays is not None:
+            name = _frame_name(file, view)
+            if name in self.arrays:
+                return torch.from_numpy(self.arrays.get(name))
         key = (file, view)
         if key in self._frames:
             return self._frames[key]
@@ -110,25 +147,57 @@ class FrameStore:
         return frames
 
 
+def _frame_name(file: str, view: str) -> str:
+    return f"{view}:{file}"  # views have no colon, so the first one splits it back
+
+
+class _PrepareName:  # picklable for DiskArrays' worker pool: "view:file" -> prepare(file, view) as an array
+    def __init__(self, prepare: Callable[[str, str], torch.Tensor]):
+        self.prepare, self.parent = prepare, os.getpid()
+
+    def __call__(self, name: str) -> np.ndarray:
+        if os.getpid() != self.parent and torch.get_num_threads() != 1:
+            # a forked decoder: torch's OpenMP pool does not survive a fork (the child hangs in its first
+            # parallel op), so one thread each, as DataLoader workers do; the n_jobs processes are the parallelism
+            torch.set_num_threads(1)
+        view, file = name.split(":", 1)
+        frames = self.prepare(file, view)
+        return frames.numpy() if isinstance(frames, torch.Tensor) else np.asarray(frames)
+
+
 class VolumeDataset(Dataset):
     """Clips of K slices from the volumes of a manifest: (1, K, H, W) float32 and the class index.
 
-    `transform` is applied to the (K, H, W) frames of one sample, one random draw for all of them.
+    Each item reads its scan's frames from `store` when it is asked for (lazily: a built store reads them
+    from disk), so the dataset holds only the manifest. `transform` is applied to the (K, H, W) frames of
+    one sample, one random draw for all of them. In a DataLoader worker the slice sampler's stream is
+    re-seeded from the worker's seed (which the loader draws from its generator), so workers do not
+    repeat each other's draws and a run is deterministic for a given `num_workers`; without workers the
+    stream is the one seeded by `seed`.
     """
 
     def __init__(self, df: pd.DataFrame, *, store: FrameStore, num_segments: int, train: bool,
                  transform=None, seed: int = 0):
         self.df, self.store, self.transform = df.reset_index(drop=True), store, transform
         self.sampler = SegmentSampler(num_segments, train=train)
+        self.seed = seed
         self.rng = np.random.default_rng(seed)
+        self._worker_seed: int | None = None
 
     def __len__(self) -> int:
         return len(self.df)
 
+    def _stream(self) -> np.random.Generator:
+        info = get_worker_info()
+        if info is not None and info.seed != self._worker_seed:  # first item in this worker (or a new loader's)
+            self._worker_seed = info.seed
+            self.rng = np.random.default_rng([self.seed, info.seed])
+        return self.rng
+
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         row = self.df.iloc[i]
         frames = self.store(row["file"], row["view"])
-        clip = frames[self.sampler(len(frames), self.rng)].float()
+        clip = frames[self.sampler(len(frames), self._stream())].float()
         if self.transform is not None:
             clip = self.transform(clip)
         return clip.unsqueeze(0), int(row["target"])

@@ -19,6 +19,15 @@ def fork_map(fn: Callable, args: Sequence[tuple], *, n_jobs: int, chunksize: int
     return [fn(*a) for a in args]
 
 
+def _one_torch_thread() -> None:
+    """In a forked worker: torch's intra-op thread pool does not survive a fork (a worker's first
+    `F.interpolate` can hang), so each worker computes on one thread, as DataLoader workers do."""
+    import sys
+
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+
+
 def progress_imap(fn: Callable, items: Sequence, *, n_jobs: int = 1, desc: str = "", min_items: int = 5000):
     """`fn(x)` for each of `items`, yielded in order as they are computed, on `n_jobs` forked processes, with a
     progress bar once there are `min_items` or more (a bar for a two-second pass is noise in a notebook).
@@ -28,7 +37,7 @@ def progress_imap(fn: Callable, items: Sequence, *, n_jobs: int = 1, desc: str =
 
     bar = dict(total=len(items), desc=desc, leave=False, disable=len(items) < min_items)
     if n_jobs > 1 and len(items) > 1:
-        with get_context("fork").Pool(n_jobs) as pool:
+        with get_context("fork").Pool(n_jobs, initializer=_one_torch_thread) as pool:
             chunk = max(1, min(64, len(items) // (4 * n_jobs)))
             yield from tqdm(pool.imap(fn, items, chunksize=chunk), **bar)
     else:

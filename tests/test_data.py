@@ -293,3 +293,58 @@ def test_no_workers_adds_no_keyword():
     assert worker_options(0) == {}
     with pytest.raises(ValueError, match="num_workers"):
         worker_options(-1)
+
+
+# ------------------------------------------------------------------- the on-disk frame store
+
+
+def _items(df):
+    return list(zip(df["file"], df["view"]))
+
+
+def test_built_frame_store_reads_what_prepare_gives(df, tmp_path):
+    prepare = _prepare(12)
+    store = FrameStore.build(_items(df), prepare, key={"size": 12}, folder=tmp_path / "frames")
+    assert len(store.arrays) == len(df) and not store.cache
+    for f, v in _items(df):
+        a, b = store(f, v), prepare(f, v)
+        assert a.dtype == b.dtype and torch.equal(a, b)
+    assert store(df.loc[0, "file"], "axial").shape == (SHAPE[2], 12, 12)  # not in the store: prepared, not kept
+    assert not store._frames
+
+
+def test_lazy_dataset_gives_the_in_memory_datasets_tensors_and_draws(df, tmp_path):
+    disk = FrameStore.build(_items(df), _prepare(16), key={"size": 16}, folder=tmp_path / "frames")
+    for train in (False, True):
+        a = VolumeDataset(df, store=FrameStore(_prepare(16)), num_segments=4, train=train, seed=3)
+        b = VolumeDataset(df, store=disk, num_segments=4, train=train, seed=3)
+        for i in [*range(len(df)), 2, 2, 5]:
+            (xa, ya), (xb, yb) = a[i], b[i]
+            assert ya == yb and torch.equal(xa, xb)
+
+
+def test_built_frame_store_names_a_file_it_cannot_read(df, tmp_path):
+    bad = tmp_path / "broken.nii.gz"
+    bad.write_bytes(b"not a nifti")
+    items = [*_items(df)[:2], (str(bad), "sagittal")]
+    with pytest.raises(ValueError, match=r"broken\.nii\.gz: cannot read NIfTI") as info:
+        FrameStore.build(items, _prepare(8), key={"size": 8}, folder=tmp_path / "frames")
+    assert "\n" not in str(info.value)
+
+
+def _draws(ds, num_workers):
+    from torch.utils.data import DataLoader
+
+    from medvid_core.data import worker_options
+
+    g = torch.Generator().manual_seed(0)
+    return torch.cat([x for x, _ in DataLoader(ds, batch_size=3, shuffle=True, generator=g,
+                                               **worker_options(num_workers))])
+
+
+def test_dataset_workers_draw_their_own_deterministic_slices(df, tmp_path):
+    store = FrameStore.build(_items(df), _prepare(8), key={"size": 8}, folder=tmp_path / "frames")
+    ds = VolumeDataset(df, store=store, num_segments=4, train=True, seed=0)
+    first, again = _draws(ds, 2), _draws(ds, 2)
+    assert torch.equal(first, again)
+    assert torch.equal(_draws(ds, 0), _draws(VolumeDataset(df, store=store, num_segments=4, train=True, seed=0), 0))

@@ -9,8 +9,10 @@ names, so the notebook says each parameter once (its `parameters` cell) and pass
 """
 from __future__ import annotations
 
+import hashlib
 import inspect
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -20,8 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from ..data import FrameStore, VolumeDataset, read_manifest, subject_split, subsample_subjects
+from ..data import FrameStore, VolumeDataset, read_manifest, subject_split, subsample_subjects, worker_options
 from ..findings import finding
+from ..io.index import listing_key
 from ..io.nifti import load_volume
 from ..metrics import Measure, accuracy, bootstrap_accuracy, bootstrap_measure, efficiency
 from ..models import get_model
@@ -104,9 +107,32 @@ def prepare_frames(file: str, view: str, image_size: int) -> torch.Tensor:
     return t[:, 0].clamp_(0, 2).to(torch.float16)
 
 
-def frame_store(image_size: int) -> FrameStore:
-    """A `FrameStore` with this study's preprocessing at `image_size`."""
-    return FrameStore(lambda file, view: prepare_frames(file, view, image_size))
+#: the version of `prepare_frames`' output, part of the frame cache's key: bump it when the preprocessing changes
+FRAMES_VERSION = 1
+
+
+def frame_store(image_size: int, items: list[tuple[str, str]] | None = None, *, n_jobs: int = 1) -> FrameStore:
+    """A `FrameStore` with this study's preprocessing at `image_size`.
+
+    With `items` (a cohort's (file, view) pairs) every scan is prepared once, by `n_jobs` processes, into
+    ``data_dir()/video4mri/frames-<image_size>px-<listing>/`` (one flat file of float16 stacks and their
+    index), keyed on the files' listing (names, sizes, modification times), the views, `image_size` and
+    `FRAMES_VERSION`: the next run on the same cohort reads it back without decoding, a changed file or
+    parameter rebuilds it, and the datasets read one scan at a time. Without `items`, an in-memory store
+    that prepares each scan on first use.
+    """
+    prepare = partial(prepare_frames, image_size=image_size)
+    if items is None:
+        return FrameStore(prepare)
+    items = sorted(dict.fromkeys((str(f), str(v)) for f, v in items))  # the cache's order: not the split's
+    listing = listing_key([f for f, _ in items])
+    views = hashlib.sha256("\n".join(v for _, v in items).encode()).hexdigest()
+    key = {"study": "video4mri", "frames": FRAMES_VERSION, "image_size": image_size, "listing": listing,
+           "views": views}
+    cohort = hashlib.sha256((listing + views).encode()).hexdigest()[:16]
+    folder = data_dir() / "video4mri" / f"frames-{image_size}px-{cohort}"
+    return FrameStore.build(items, prepare, key=key, folder=folder, n_jobs=n_jobs,
+                            desc=f"preparing {len(items)} scans at {image_size}px")
 
 
 def load_cohort(*, cohort: str, data_root: str = "", classes: list[str] | None = None, seed: int = 0,
@@ -128,7 +154,8 @@ def load_cohort(*, cohort: str, data_root: str = "", classes: list[str] | None =
 
 @dataclass
 class Cohort:
-    """A loaded cohort, split by subject, with the frame store its trials share."""
+    """A loaded cohort, split by subject, with the frame store its trials share (on disk: only the manifest
+    and the store's index are in memory)."""
 
     name: str
     classes: list[str]
@@ -142,11 +169,13 @@ _COHORTS: dict[tuple, Cohort] = {}
 
 
 def get_cohort(name: str, *, data_roots: dict[str, str] | None = None, seed: int = 0, test_size: float = 0.3,
-               image_size: int = 64, cohort_scale: float = 1.0) -> Cohort:
+               image_size: int = 64, cohort_scale: float = 1.0, n_jobs: int = 1) -> Cohort:
     """Load (once per notebook run) and split cohort `name`: a real folder from `data_roots`, else synthetic.
 
     `cohort_scale` < 1 keeps that fraction of the subjects (stratified, all sessions of each)
     before the split: the same class ratio, view and sessions per subject at a laptop's size.
+    The scans kept are prepared once into an on-disk frame cache (`frame_store`, `n_jobs` processes;
+    `n_jobs` changes no byte) that the next run reuses.
     """
     data_root = (data_roots or {}).get(name, "")
     key = (name, data_root, seed, test_size, image_size, cohort_scale)
@@ -154,7 +183,8 @@ def get_cohort(name: str, *, data_roots: dict[str, str] | None = None, seed: int
         df, classes = load_cohort(cohort=name, data_root=data_root, seed=seed)
         df = subsample_subjects(df, frac=cohort_scale, seed=seed)
         train, test = subject_split(df, test_size=test_size, seed=seed)
-        _COHORTS[key] = Cohort(name, classes, train, test, frame_store(image_size), image_size)
+        store = frame_store(image_size, list(zip(df["file"], df["view"])), n_jobs=n_jobs)
+        _COHORTS[key] = Cohort(name, classes, train, test, store, image_size)
     return _COHORTS[key]
 
 
@@ -184,12 +214,14 @@ def run_trial(model: str, train_df: pd.DataFrame, test_df: pd.DataFrame, *, stor
               lr: float = 1e-3, warmup_epochs: int = 1, weight_decay: float = 1e-4, dropout: float = 0.4,
               rotate_degrees: float = 15.0, cutmix_p: float = 0.6, mixup_p: float = 0.4,
               mix_fraction: float = 0.8, bootstrap_frac: float = 0.4, n_bootstrap: int = 100,
-              seed: int = 0, device: str = "cpu", tags: dict | None = None) -> Trial:
+              num_workers: int = 0, seed: int = 0, device: str = "cpu", tags: dict | None = None) -> Trial:
     """Train `model` (a registry name) from scratch on `train_df`, test on `test_df`.
 
     The recipe is the paper's: cross-entropy, AdamW, warm-up + cosine, weight decay on the FC head,
     per-clip augmentation, CutMix/MixUp early on, precise BN. `tags` (e.g. {"cohort": "ppmi"}) become
     columns of the table row; any other unknown keyword is a TypeError, not a silent column.
+    `num_workers` loading processes feed every loader (`worker_options`): 0 loads in this process, as
+    before; n > 0 is deterministic for that n, with other random draws than 0.
     """
     seed_everything(seed)
     augment = VideoAugment(rotate_degrees=rotate_degrees)
@@ -202,14 +234,16 @@ def run_trial(model: str, train_df: pd.DataFrame, test_df: pd.DataFrame, *, stor
     test_set = VolumeDataset(test_df, store=store, num_segments=num_segments, train=False)
     bn_set = VolumeDataset(train_df, store=store, num_segments=num_segments, train=False)
     gen = torch.Generator().manual_seed(seed)
-    train_loader = DataLoader(train_set, batch_size=batch_size, shuffle=True, generator=gen, drop_last=True)
-    test_loader = DataLoader(test_set, batch_size=batch_size)
+    loading = worker_options(num_workers)
+    train_loader = DataLoader(train_set, batch_size=batch_size, shuffle=True, generator=gen, drop_last=True,
+                              **loading)
+    test_loader = DataLoader(test_set, batch_size=batch_size, **loading)
     net = get_model(model, num_classes=num_classes, dropout=dropout)
     mix = BatchMix(num_classes=num_classes, cutmix_p=cutmix_p, mixup_p=mixup_p) if cutmix_p + mixup_p > 0 else None
     history = fit(net, train_loader, epochs=epochs, lr=lr, optimizer="adamw", schedule="warmup_cosine",
                   warmup_epochs=warmup_epochs, weight_decay=weight_decay, head="fc", metric_fn=accuracy, mix=mix,
-                  mix_fraction=mix_fraction, bn_loader=DataLoader(bn_set, batch_size=batch_size), device=device,
-                  desc=" ".join([model, *map(str, (tags or {}).values())]))
+                  mix_fraction=mix_fraction, bn_loader=DataLoader(bn_set, batch_size=batch_size, **loading),
+                  device=device, desc=" ".join([model, *map(str, (tags or {}).values())]))
     ev = evaluate(net, test_loader, device=device)
     probs = ev["outputs"].softmax(1).numpy()
     test = {"targets": ev["targets"].numpy(), "predictions": probs.argmax(1), "probabilities": probs,

@@ -124,3 +124,105 @@ def test_findings_compare_the_video_models_with_the_3d_resnet():
     assert f["... with about a third of the 3D-ResNet's parameters"]["holds"] is True
     assert f["The temporal shift (TSM) adds accuracy over TSN"]["holds"] is True
     assert v4.findings(table.iloc[:0]) == []
+
+
+# --------------------------------------------------------------------------- the on-disk frame cache
+
+
+def _tiny_items(root):
+    return [(str(root / f"sub-{s:02d}.nii.gz"), "sagittal") for s in range(10)]
+
+
+def _frame_folders(data):
+    return sorted(p.name for p in (data / "video4mri").glob("frames-*"))
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_lazy_frames_equal_prepare_frames(tiny_cohort, tmp_path, monkeypatch, n_jobs):
+    monkeypatch.setenv("MEDVID_DATA", str(tmp_path))
+    store = v4.frame_store(8, _tiny_items(tiny_cohort), n_jobs=n_jobs)
+    assert len(store.arrays) == 10 and store.arrays.folder.parent == tmp_path / "video4mri"
+    for file, view in _tiny_items(tiny_cohort):
+        frames, expected = store(file, view), v4.prepare_frames(file, view, 8)
+        assert frames.dtype == torch.float16 and torch.equal(frames, expected)
+
+
+def test_frame_cache_is_rebuilt_when_image_size_changes_and_reused_otherwise(tiny_cohort, tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDVID_DATA", str(tmp_path))
+    calls = []
+    prepare = v4.prepare_frames
+    monkeypatch.setattr(v4, "prepare_frames", lambda file, view, image_size: calls.append(image_size)
+                        or prepare(file, view, image_size))
+    items = _tiny_items(tiny_cohort)
+    v4.frame_store(8, items)
+    assert calls == [8] * 10
+    again = v4.frame_store(8, list(reversed(items)))  # the same cohort in another order: reused
+    assert calls == [8] * 10 and torch.equal(again(*items[3]), prepare(*items[3], 8))
+    v4.frame_store(12, items)  # another image size: decoded again, beside the first
+    assert calls == [8] * 10 + [12] * 10 and len(_frame_folders(tmp_path)) == 2
+    v4.frame_store(8, items[:5])  # another cohort (listing): its own cache
+    assert calls[20:] == [8] * 5 and len(_frame_folders(tmp_path)) == 3
+
+
+def _killed_build(root):
+    """Build the tiny cohort's frame cache, dying (SIGKILL, as kill -9 or the OOM killer) at the fourth scan."""
+    import os
+    import signal
+
+    original, seen = v4.prepare_frames, []
+
+    def prepare(file, view, image_size):
+        seen.append(file)
+        if len(seen) == 4:  # three stacks already written to the partial build
+            os.kill(os.getpid(), signal.SIGKILL)
+        return original(file, view, image_size)
+
+    v4.prepare_frames = prepare  # in this forked child only
+    v4.frame_store(8, _tiny_items(root))
+
+
+def test_a_killed_frame_cache_build_leaves_nothing_that_looks_complete(tiny_cohort, tmp_path, monkeypatch):
+    import multiprocessing
+
+    monkeypatch.setenv("MEDVID_DATA", str(tmp_path))
+    child = multiprocessing.get_context("fork").Process(target=_killed_build, args=(tiny_cohort,))
+    child.start()
+    child.join(120)
+    assert child.exitcode == -9
+    left = sorted(p.name for p in (tmp_path / "video4mri").iterdir())
+    assert _frame_folders(tmp_path) == [] and any(".tmp-" in n for n in left)  # only the hidden partial build
+    store = v4.frame_store(8, _tiny_items(tiny_cohort))  # the next run rebuilds it whole
+    assert len(store.arrays) == 10 and (store.arrays.folder / "STAMP.json").exists()
+    assert not [n for n in (p.name for p in (tmp_path / "video4mri").iterdir()) if ".tmp-" in n]
+    file, view = _tiny_items(tiny_cohort)[6]
+    assert torch.equal(store(file, view), v4.prepare_frames(file, view, 8))
+
+
+def test_an_unreadable_scan_is_a_one_line_error_naming_it(tiny_cohort, tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDVID_DATA", str(tmp_path))
+    bad = tmp_path / "sub-99.nii.gz"
+    bad.write_bytes(b"truncated")
+    with pytest.raises(ValueError, match=r"sub-99\.nii\.gz: cannot read NIfTI") as info:
+        v4.frame_store(8, [*_tiny_items(tiny_cohort)[:3], (str(bad), "sagittal")])
+    assert "\n" not in str(info.value)
+
+
+def test_two_loading_workers_give_identical_reruns(tiny_cohort, tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDVID_DATA", str(tmp_path))
+    runs = []
+    for _ in range(2):
+        v4._COHORTS.clear()
+        _, trials = v4.run_table(["tsn_r18"], ["mine"], data_roots={"mine": str(tiny_cohort)}, image_size=16,
+                                 num_segments=4, batch_size=4, epochs=2, n_bootstrap=10, num_workers=2, n_jobs=2)
+        runs.append(trials["mine", "tsn_r18"])
+    a, b = runs
+    assert [h["train_loss"] for h in a.history] == [h["train_loss"] for h in b.history]
+    np.testing.assert_array_equal(a.test["probabilities"], b.test["probabilities"])
+    assert all(torch.equal(p, q) for p, q in zip(a.model.state_dict().values(), b.model.state_dict().values()))
+
+
+@pytest.fixture(autouse=True)
+def _tiny_frame_caches_in_tmp(request, tmp_path_factory, monkeypatch):
+    """A test on the tiny cohort (a fresh folder each session) keeps its frame cache out of the repository's data/."""
+    if "tiny_cohort" in request.fixturenames:
+        monkeypatch.setenv("MEDVID_DATA", str(tmp_path_factory.mktemp("data")))
