@@ -4,13 +4,14 @@ Prints, in one run, on the synthetic cohort (or a real RSNA folder with --data-r
   * slices/s for the raw pydicom decode (`dcmread` + `pixel_array`), for our reader `read_hu` (the same decode
     plus the RSNA-quirk check and the modality LUT to float32 HU; aim: >= 80 % of raw), for the full preparation
     (HU -> background removal -> three windows -> resize: what the store does once per file), and for the cached
-    path (a training batch assembled from the store's prepared tensors: what every later epoch and model pays);
+    path (a training batch read lazily from the on-disk slice store, one pread per slice, and cropped: what
+    every later epoch and model pays);
   * training s/epoch for each model of the notebook's defaults (one warm-up epoch, then one timed epoch).
 Each loading figure is the best of --repeats passes over the same --files files, the readers taken round-robin
 so that drift on a shared machine does not favour one; wall clock and process CPU time both printed
 (on a busy shared CPU trust the CPU column).
 
-    .venv/bin/python benchmarks/ich_loading.py [--files 200 --threads 2]
+    .venv/bin/python benchmarks/ich_loading.py [--files 200 --threads 2 --n-jobs 2 --num-workers 2]
 """
 from __future__ import annotations
 
@@ -44,15 +45,20 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="torch threads (the notebook budget: 2 cores)")
     ap.add_argument("--load-size", type=int, default=64)
     ap.add_argument("--image-size", type=int, default=56)
+    ap.add_argument("--n-jobs", type=int, default=1, help="processes decoding the slice store when it is built")
+    ap.add_argument("--num-workers", type=int, default=0, help="DataLoader workers in the training section")
     ap.add_argument("--no-train", action="store_true", help="skip the training s/epoch section")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    root, slices, store, skip_log, counts = ich.load_cohort(data_root=args.data_root, load_size=args.load_size)
+    root, slices, store, skip_log, counts = ich.load_cohort(data_root=args.data_root, load_size=args.load_size,
+                                                            n_jobs=args.n_jobs)
     files = slices["file"].tolist()[: args.files]
     syntaxes = pd_counts(files)
     print(f"cohort {root}: {counts['usable_slices']} usable slices, {len(skip_log)} skipped; timing {len(files)} files "
           f"({syntaxes}), torch threads {args.threads}")
+    print(f"slice store {store.folder}: {store.nbytes() / 2**20:.1f} MiB on disk, "
+          f"{'decoded' if store.built else 'reused'} in {store.decode_seconds:.1f} s (n_jobs {args.n_jobs})")
 
     def raw(f):
         return pydicom.dcmread(f).pixel_array
@@ -67,9 +73,8 @@ def main() -> None:
     batches = [images[i:i + 32] for i in range(0, len(images), 32)]
     ds_mean, ds_std = torch.zeros(3), torch.ones(3)
 
-    def cached(batch):
-        x = store.stack(batch)
-        ds = ich.SliceDataset(x, torch.zeros(len(batch), 1), image_size=args.image_size, mean=ds_mean,
+    def cached(batch):  # what a training batch costs: each slice read lazily from the on-disk store, cropped
+        ds = ich.SliceDataset(store, batch, torch.zeros(len(batch), 1), image_size=args.image_size, mean=ds_mean,
                               std=ds_std, train=True)
         return torch.stack([ds[i][0] for i in range(len(ds))])
 
@@ -92,12 +97,12 @@ def main() -> None:
     if args.no_train:
         return
     print(f"\ntraining s/epoch at the notebook defaults ({args.image_size} px crops, batch 32, "
-          f"{len(slices)} slices, 80% of 85% trained on)")
+          f"{len(slices)} slices, 80% of 85% trained on, {args.num_workers} loader workers)")
     tr, te, _ = ich.split(slices, by="subjects", test_size=0.15, seed=0)
     widths = {"cnn4_width": 16, "vgg_width": 0.125, "resnet_width": 0.125}
     for name, task in (("cnn4", "binary"), ("vgg16", "binary"), ("resnet152", "multilabel")):
         t = ich.run_trial(name, tr, te, store=store, task=task, image_size=args.image_size, epochs=2, lr=1e-3,
-                          **widths)
+                          num_workers=args.num_workers, **widths)
         secs = t.history[-1]["train_seconds"]
         print(f"{name:10s} {task:10s} {t.params_m:6.2f} M params  {secs:6.1f} s/epoch "
               f"({t.train_rows} slices, {t.train_rows / secs:5.0f} slices/s)")

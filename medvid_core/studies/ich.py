@@ -2,13 +2,16 @@
 neural networks"): intracranial hemorrhage on head-CT slices, binary and multi-label, and the split leakage
 of slice-randomised versus subject-randomised evaluation it re-tells from Castro et al.
 
-The study's room: the paper's published numbers, the cohort and its skip log, the decode-once slice store,
+The study's room: the paper's published numbers, the cohort and its skip log, the decode-once on-disk slice store,
 splits with their leakage report, balancing, one training run per (model, task, split), the side-by-side
 tables and the study's figures. Everything runs the same on a real RSNA folder (`stage_2_train/` with the
 DICOM files and `stage_2_train.csv`) as on the synthetic cohort.
 """
 from __future__ import annotations
 
+import hashlib
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,9 +25,10 @@ from torch.utils.data import DataLoader, Dataset
 import medvid_core.models.cnn4  # noqa: F401  (registers cnn4)
 import medvid_core.models.resnet2d  # noqa: F401  (registers resnet152)
 import medvid_core.models.vgg  # noqa: F401  (registers vgg16)
-from medvid_core.data import leakage_report
+from medvid_core.cache import STAMP
+from medvid_core.data import leakage_report, worker_options
 from medvid_core.io.dicom import DicomError, read_header, read_hu
-from medvid_core.io.index import index_files
+from medvid_core.io.index import index_files, listing_key
 from medvid_core.io.rsna import SUBTYPES, read_rsna_labels
 from medvid_core.findings import finding
 from medvid_core.metrics import Measure, auc_score, binary_scores, bootstrap_measure, weighted_log_loss
@@ -33,6 +37,7 @@ from medvid_core.models.cnn4 import ParallelHeads
 from medvid_core.models.heads import replace_head
 from medvid_core.paths import data_dir
 from medvid_core.splits import stratified_split
+from medvid_core.store import DiskArrays
 from medvid_core.synth.head_ct import generate_cohort
 from medvid_core.timing import timed
 from medvid_core.train import evaluate, fit, resolve_device, seed_everything
@@ -113,6 +118,10 @@ def middle_slices(df: pd.DataFrame, *, middle_fraction: float) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------- decode-once slice store
+#: the preprocessing's version in the store's key: bump it whenever `prepare_slice` changes its bytes
+PREPROCESSING_VERSION = 1
+
+
 def prepare_slice(file: str, *, load_size: int) -> torch.Tensor:
     """DICOM -> HU -> background removed -> brain/subdural/bone windows -> (3, load_size, load_size) float16."""
     stack = torch.from_numpy(window_stack(remove_background(read_hu(file))))
@@ -121,37 +130,138 @@ def prepare_slice(file: str, *, load_size: int) -> torch.Tensor:
     return stack.clamp(0, 1).to(torch.float16)
 
 
-class SliceStore:
-    """Prepared slices by image ID, decoded once: later epochs, splits and models reuse the tensors.
+class _DecodeSlice:  # picklable for DiskArrays' forked decoders: file -> float16 (3, load_size, load_size) array
+    def __init__(self, load_size: int):
+        self.load_size, self.parent = load_size, os.getpid()
 
-    `load(df)` decodes the rows not seen yet; a file that fails (corrupt, truncated, no decoder) becomes
-    a row of `skip_log` (file, reason) and is left out of the returned frame, nothing else is.
+    def __call__(self, file: str) -> np.ndarray:
+        if os.getpid() != self.parent and torch.get_num_threads() != 1:
+            torch.set_num_threads(1)  # one thread per forked decoder, as DataLoader workers do (n_jobs of them)
+        try:
+            return prepare_slice(file, load_size=self.load_size).numpy()
+        except DicomError:
+            raise  # the file's fault: DiskArrays records it in the skip log with its reason
+        except ValueError as exc:  # any other ValueError is a bug, not a bad file: it stops the run, as before
+            raise RuntimeError(f"{file}: {exc}") from exc
+
+
+def _stamp_time(folder: Path) -> int | None:
+    try:
+        return (folder / STAMP).stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+class _LazyTensors(Mapping):
+    """The store's slices as a read-only mapping image -> tensor, each read from disk when asked for."""
+
+    def __init__(self, store: "SliceStore"):
+        self.store = store
+
+    def __getitem__(self, image: str) -> torch.Tensor:
+        if image not in self.store:
+            raise KeyError(image)
+        return self.store.get(image)
+
+    def __iter__(self):
+        return iter(self.store.images)
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+
+class SliceStore:
+    """Prepared slices by image ID, decoded once into an on-disk `DiskArrays` store and read back lazily:
+    later epochs, splits, models and runs reuse the bytes, and memory holds only the index.
+
+    `load(df)` decodes `df`'s files (on `n_jobs` processes) into ``data_dir()/ich/slices-<load_size>px-<source>``,
+    keyed on the files' listing (`io.index.listing_key`: names, sizes, modification times), `load_size` and
+    `PREPROCESSING_VERSION`; the same key reuses the folder without decoding, another rebuilds it, and a
+    killed build leaves nothing that looks complete (`medvid_core.cache.ensure`). A file that fails
+    (corrupt, truncated, no decoder) becomes a row of `skip_log` (file, reason) and is left out of the
+    returned frame, nothing else is. `get(image)` / `stack(images)` read float16 tensors from disk.
     """
 
-    def __init__(self, *, load_size: int):
-        self.load_size = load_size
-        self.tensors: dict[str, torch.Tensor] = {}
-        self.skipped: dict[str, tuple[str, str]] = {}
+    def __init__(self, *, load_size: int, folder: str | Path | None = None):
+        self.load_size, self.folder = load_size, None if folder is None else Path(folder)
+        self.arrays: DiskArrays | None = None
+        self._file_of: dict[str, str] = {}
         self.decode_seconds = 0.0
+        self.built = False  # whether the last `load` decoded (False: it reused the folder's finished store)
 
-    def load(self, df: pd.DataFrame) -> pd.DataFrame:
+    def default_folder(self, files: list[str]) -> Path:
+        """One folder per source directory and load size (another max_slices or a changed folder rebuilds it)."""
+        source = hashlib.sha256("\n".join(sorted({str(Path(f).parent.resolve()) for f in files})).encode())
+        return data_dir() / STUDY / f"slices-{self.load_size}px-{source.hexdigest()[:12]}"
+
+    def load(self, df: pd.DataFrame, *, n_jobs: int = 1) -> pd.DataFrame:
         clock = timed()
-        for image, file in zip(df["image"], df["file"]):
-            if image in self.tensors or image in self.skipped:
-                continue
-            try:
-                self.tensors[image] = prepare_slice(file, load_size=self.load_size)
-            except DicomError as exc:
-                self.skipped[image] = (file, str(exc).split(": ", 1)[-1])
+        files = [str(f) for f in df["file"]]
+        folder = self.folder or self.default_folder(files)
+        key = {"study": STUDY, "listing": listing_key(files), "load_size": self.load_size,
+               "preprocessing": PREPROCESSING_VERSION}
+        before = _stamp_time(folder)
+        self.arrays = DiskArrays.build(folder, key=key, names=files, decode=_DecodeSlice(self.load_size),
+                                       n_jobs=n_jobs, desc=f"decoding slices at {self.load_size} px")
+        self.folder, self.built = folder, _stamp_time(folder) != before
+        self._file_of = {image: file for image, file in zip(df["image"], files) if file in self.arrays}
         self.decode_seconds += clock.stop().wall
-        return df[df["image"].isin(self.tensors.keys())].reset_index(drop=True)
+        return df[df["image"].isin(self._file_of.keys())].reset_index(drop=True)
 
     @property
     def skip_log(self) -> pd.DataFrame:
-        return pd.DataFrame(list(self.skipped.values()), columns=["file", "reason"])
+        if self.arrays is None:
+            return pd.DataFrame(columns=["file", "reason"])
+        return self.arrays.skipped.rename(columns={"name": "file"})[["file", "reason"]].reset_index(drop=True)
+
+    def __len__(self) -> int:
+        return len(self._file_of)
+
+    def __contains__(self, image: str) -> bool:
+        return image in self._file_of
+
+    @property
+    def images(self) -> list[str]:
+        return list(self._file_of)
+
+    @property
+    def tensors(self) -> Mapping:
+        """image -> tensor, lazily (`len(store.tensors)` counts the decoded slices)."""
+        return _LazyTensors(self)
+
+    def nbytes(self) -> int:
+        return self.arrays.nbytes() if self.arrays is not None else 0
+
+    def get(self, image: str) -> torch.Tensor:
+        return torch.from_numpy(self.arrays.get(self._file_of[image]))
 
     def stack(self, images) -> torch.Tensor:
-        return torch.stack([self.tensors[i] for i in images])
+        return torch.stack([self.get(i) for i in images])
+
+
+#: mean/std of the training slices are computed from at most this many bytes of float32 pixels
+MEAN_STD_BYTES = 256 * 2**20
+
+
+def mean_std_rows(n: int, *, load_size: int, seed: int = 0) -> np.ndarray:
+    """Which of `n` training rows the standardisation statistics are computed from: all of them when their
+    float32 copy fits `MEAN_STD_BYTES` (the computation of old, on the same stacked tensor), else a random
+    `MEAN_STD_BYTES`-sized subset (sorted, NumPy's generator: torch's random draws are untouched)."""
+    k = max(1, MEAN_STD_BYTES // (3 * load_size * load_size * 4))
+    if n <= k:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
+
+
+def sample_slices(df: pd.DataFrame, *, max_slices: int, seed: int = 0) -> pd.DataFrame:
+    """`max_slices` rows drawn at random with `seed` (NumPy's generator), in their original order; 0 (or more
+    than there are) keeps every row."""
+    if max_slices < 0:
+        raise ValueError(f"max_slices must be 0 (all) or more, got {max_slices}")
+    if max_slices == 0 or max_slices >= len(df):
+        return df
+    keep = np.sort(np.random.default_rng(seed).choice(len(df), size=max_slices, replace=False))
+    return df.iloc[keep].reset_index(drop=True)
 
 
 # ----------------------------------------------------------------------------- splits, leakage, balance
@@ -193,17 +303,23 @@ def pos_weight(targets: np.ndarray) -> torch.Tensor:
 
 
 class SliceDataset(Dataset):
-    """Prepared slices -> standardised (3, image_size, image_size) with a random crop (train) or the centre crop."""
+    """Prepared slices -> standardised (3, image_size, image_size) with a random crop (train) or the centre crop.
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, *, image_size: int, mean, std, train: bool):
-        self.x, self.y, self.image_size, self.train = x, y, image_size, train
+    `store` is read lazily: item i is `store.get(images[i])` (a `SliceStore`, or any object with `get(image)`
+    returning the float16 (3, load_size, load_size) tensor), so a dataset holds its image IDs, not its pixels."""
+
+    def __init__(self, store, images, y: torch.Tensor, *, image_size: int, mean, std, train: bool):
+        self.store, self.images = store, list(images)
+        self.y, self.image_size, self.train = y, image_size, train
         self.mean, self.std = torch.as_tensor(mean).view(3, 1, 1), torch.as_tensor(std).view(3, 1, 1)
+        if len(self.images) != len(self.y):
+            raise ValueError(f"SliceDataset: {len(self.images)} images but {len(self.y)} targets")
 
     def __len__(self) -> int:
         return len(self.y)
 
     def __getitem__(self, i):
-        img, s = self.x[i].float(), self.image_size
+        img, s = self.store.get(self.images[i]).float(), self.image_size
         h = img.shape[-1]
         top, left = ((int(torch.randint(0, h - s + 1, (1,))), int(torch.randint(0, h - s + 1, (1,))))
                      if self.train else ((h - s) // 2, (h - s) // 2))
@@ -251,13 +367,17 @@ def run_trial(model_name: str, train_df: pd.DataFrame, test_df: pd.DataFrame, *,
               image_size: int, epochs: int, lr: float, optimizer: str = "adam", batch_size: int = 32,
               balance: str = "class_weights", val_fraction: float = 0.2, plateau_patience: int = 5,
               cnn4_width: int = 32, vgg_width: float = 1.0, resnet_width: float = 1.0, seed: int = 0,
-              device: str = "cpu") -> Trial:
+              device: str = "cpu", num_workers: int = 0) -> Trial:
     """Train `model_name` on `train_df` (an 80/20 train/val split of it, split the way train/test were),
     keep the best-validation-loss epoch, and score it on `test_df`.
 
     task: "binary" (any hemorrhage) or "multilabel" (five parallel subtype heads; `any` = max of the five).
     optimizer: "adam" (Adam, constant lr) or "sgd" (momentum 0.9, lr x0.1 when the val loss plateaus).
     balance: "none", "class_weights" (BCE pos_weight) or "hybrid" (under/over-sampling of the training rows).
+    num_workers: DataLoader worker processes (`medvid_core.data.worker_options`; 0 loads in this process).
+
+    Slices are read lazily from `store`; the standardisation mean/std come from the training rows'
+    stacked slices, at most `MEAN_STD_BYTES` of them (`mean_std_rows`).
     """
     if task not in ("binary", "multilabel"):
         raise ValueError(f"task must be 'binary' or 'multilabel', got {task!r}")
@@ -273,19 +393,21 @@ def run_trial(model_name: str, train_df: pd.DataFrame, test_df: pd.DataFrame, *,
     fit_df, val_df, _ = split(train_df, by=by, test_size=val_fraction, seed=seed + 1)
     rows = hybrid_resample(fit_df["any"], seed=seed) if balance == "hybrid" else np.arange(len(fit_df))
     fit_rows = fit_df.iloc[rows]
-    x_fit = store.stack(fit_rows["image"])
-    mean = x_fit.float().mean(dim=(0, 2, 3))
-    std = x_fit.float().std(dim=(0, 2, 3)).clamp_min(1e-3)
+    x_stats = store.stack(fit_rows["image"].iloc[mean_std_rows(len(fit_rows), load_size=store.load_size, seed=seed)])
+    mean = x_stats.float().mean(dim=(0, 2, 3))
+    std = x_stats.float().std(dim=(0, 2, 3)).clamp_min(1e-3)
+    del x_stats
 
-    def loader(df, x, train):
+    def loader(df, train):
         y = torch.tensor(df[cols].to_numpy(), dtype=torch.float32)
-        ds = SliceDataset(x, y, image_size=image_size, mean=mean, std=std, train=train)
+        ds = SliceDataset(store, df["image"], y, image_size=image_size, mean=mean, std=std, train=train)
         g = torch.Generator().manual_seed(seed)
-        return DataLoader(ds, batch_size=batch_size, shuffle=train, generator=g, drop_last=train and len(ds) > batch_size)
+        return DataLoader(ds, batch_size=batch_size, shuffle=train, generator=g, drop_last=train and len(ds) > batch_size,
+                          **worker_options(num_workers))
 
-    fit_loader = loader(fit_rows, x_fit, True)
-    val_loader = loader(val_df, store.stack(val_df["image"]), False)
-    test_loader = loader(test_df, store.stack(test_df["image"]), False)
+    fit_loader = loader(fit_rows, True)
+    val_loader = loader(val_df, False)
+    test_loader = loader(test_df, False)
     weight = pos_weight(fit_rows[cols].to_numpy()) if balance == "class_weights" else None
     loss_fn = nn.BCEWithLogitsLoss(pos_weight=weight).to(device)  # pos_weight is a buffer: on the model's device
     model = build_model(model_name, num_outputs=len(cols), cnn4_width=cnn4_width, vgg_width=vgg_width,
@@ -594,16 +716,22 @@ def predictions_figure(trial: Trial, root: str | Path, *, n: int = 6, seed: int 
     finish(fig, path, show=True)
 
 
-def load_cohort(*, data_root: str = "", cohort_preset: str = "small", seed: int = 0,
-                load_size: int = 256, n_jobs: int = 1) -> tuple[Path, pd.DataFrame, SliceStore, pd.DataFrame, dict]:
+def load_cohort(*, data_root: str = "", cohort_preset: str = "small", seed: int = 0, load_size: int = 256,
+                n_jobs: int = 1, max_slices: int = 0) -> tuple[Path, pd.DataFrame, SliceStore, pd.DataFrame, dict]:
     """Cohort -> (root, usable slices, the store holding them decoded once, skip log, counts).
 
+    The headers are indexed and the slices decoded on `n_jobs` processes, each once (both cached on disk,
+    `SliceStore`). `max_slices` > 0 keeps that many labelled slices drawn at random with `seed` before any
+    decoding (the seed's experiment 1 used 10,000), so only those are decoded; 0 keeps them all.
     The skip log lists every file left out and why (unreadable header, corrupt or undecodable pixels);
     `counts` has the folder's totals, the unannotated files and the usable slices."""
     root = cohort_root(data_root=data_root, cohort_preset=cohort_preset, seed=seed)
     df, header_skips, counts = index_cohort(root, n_jobs=n_jobs)
+    if max_slices:
+        df = sample_slices(df, max_slices=max_slices, seed=seed)
+        counts["sampled_slices"] = len(df)
     store = SliceStore(load_size=load_size)
-    kept = store.load(df)
+    kept = store.load(df, n_jobs=n_jobs)
     skip_log = pd.concat([header_skips, store.skip_log], ignore_index=True)
     counts.update(skipped=len(skip_log), usable_slices=len(kept))
     return root, kept, store, skip_log, counts

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import math
+import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,8 +23,33 @@ def tiny(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def loaded(tiny):
-    return ich.load_cohort(data_root=str(tiny), load_size=32)
+def loaded(tiny, tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:  # the slice store and the header index in a folder of the test's own
+        mp.setenv("MEDVID_DATA", str(tmp_path_factory.mktemp("data")))
+        return ich.load_cohort(data_root=str(tiny), load_size=32)
+
+
+@pytest.fixture
+def data(tmp_path, monkeypatch):
+    """A fresh data_dir() for one test."""
+    monkeypatch.setenv("MEDVID_DATA", str(tmp_path / "data"))
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def decodes(monkeypatch):
+    """Files given to `prepare_slice` (decoding in this process, n_jobs=1), and an optional file at which it dies."""
+    calls, real = [], ich.prepare_slice
+    state = {"die_at": None}
+
+    def counted(file, **kw):
+        calls.append(file)
+        if state["die_at"] is not None and len(calls) == state["die_at"]:
+            raise KeyboardInterrupt  # a build killed midway (Ctrl-C, a kernel restart)
+        return real(file, **kw)
+
+    monkeypatch.setattr(ich, "prepare_slice", counted)
+    return calls, state
 
 
 def test_skip_log_and_counts(loaded, tiny):
@@ -39,7 +66,7 @@ def test_skip_log_and_counts(loaded, tiny):
     assert store.stack(slices["image"][:3]).dtype == torch.float16
 
 
-def test_corrupt_and_truncated_files_land_in_the_skip_log(tiny, tmp_path):
+def test_corrupt_and_truncated_files_land_in_the_skip_log(tiny, tmp_path, data):
     root = shutil.copytree(tiny, tmp_path / "copy")
     truth = pd.read_csv(root / "truth.csv")
     ok = truth[truth["annotated"] & ~truth["corrupt"]]["image"].tolist()
@@ -120,6 +147,9 @@ def test_paper_params_file():
     assert (p["leakage_epochs"], p["exp2_epochs"], p["exp2_lr"]) == ({"cnn4": 150, "vgg16": 150}, 50, 1e-2)
     assert p["leakage_lr"] == {"cnn4": 1e-3, "vgg16": 1e-3}
     assert p["exp2_model"] == "resnet152" and p["vgg_width"] == p["resnet_width"] == 1.0
+    assert (p["n_jobs"], p["num_workers"], p["middle_fraction"]) == (8, 8, 0.145)
+    assert round(sum(ich.PAPER_DATASETS["binary"]) / ich.PAPER_RSNA["labelled_images"], 3) == p["middle_fraction"]
+    assert "max_slices" not in p  # experiment 1's 10,000 slices would subsample the whole study (issue 23)
 
 
 def test_leakage_table_and_experiment2_run_end_to_end(loaded):
@@ -185,3 +215,102 @@ def test_findings_judge_the_leak_by_its_rule():
     assert found["CNN4"]["ours"] == pytest.approx(0.14) and found["CNN4"]["holds"] is True
     assert found["VGG16"]["holds"] is False and "0.98 vs 0.66" in found["CNN4"]["paper"]
     assert "CNN4 scores AUC 0.80 on the slice split against 0.66" in ich.leak_words(leak)
+
+
+# ----------------------------------------------------------------------------- the on-disk slice store (issue 25)
+def test_store_gives_the_tensors_prepare_slice_gives(loaded, data):
+    """Lazy == in-memory: every slice read back from disk is bit for bit the float16 tensor of `prepare_slice`,
+    decoded in this process or on two forked ones."""
+    slices, store = loaded[1], loaded[2]
+    assert len(store) == len(store.tensors) == len(slices) and store.nbytes() == len(slices) * 3 * 32 * 32 * 2
+    for image, file in zip(slices["image"], slices["file"]):
+        got, want = store.get(image), ich.prepare_slice(file, load_size=32)
+        assert got.dtype == torch.float16 and torch.equal(got, want)
+    assert torch.equal(store.stack(slices["image"][:5]), torch.stack([store.tensors[i] for i in slices["image"][:5]]))
+    forked = ich.SliceStore(load_size=32, folder=data / "forked")
+    assert forked.load(slices, n_jobs=2).equals(slices)
+    assert all(torch.equal(forked.get(i), store.get(i)) for i in slices["image"])
+    # the dataset reads its slices from the store; the centre crop of a test item is the stored slice's
+    ds = ich.SliceDataset(store, slices["image"][:3], torch.zeros(3, 1), image_size=24, mean=[0, 0, 0], std=[1, 1, 1],
+                          train=False)
+    assert torch.equal(ds[1][0], store.get(slices["image"][1]).float()[:, 4:28, 4:28])
+
+
+def test_store_rebuilt_when_the_bytes_change_and_reused_otherwise(tiny, data, decodes):
+    calls, _ = decodes
+    df = ich.index_cohort(tiny)[0]
+    first = ich.SliceStore(load_size=32)
+    kept = first.load(df)
+    assert len(calls) == len(df) and first.folder.parent == data / "ich" and first.built
+    corrupt = first.skip_log.copy()
+    again = ich.SliceStore(load_size=32)
+    assert again.load(df).equals(kept) and len(calls) == len(df) and not again.built  # reused: nothing decoded
+    assert again.folder == first.folder and again.skip_log.equals(corrupt)  # the skip log comes back with it
+    assert torch.equal(again.get(kept["image"][0]), first.get(kept["image"][0]))
+    other = ich.SliceStore(load_size=24)
+    other.load(df)
+    assert len(calls) == 2 * len(df) and other.get(kept["image"][0]).shape == (3, 24, 24)  # load_size changes the bytes
+    os.utime(df["file"][0], ns=(0, 10**18))  # a replaced file changes the listing: rebuilt
+    ich.SliceStore(load_size=32).load(df)
+    assert len(calls) == 3 * len(df)
+
+
+def test_a_killed_store_build_leaves_nothing_complete(tiny, data, decodes):
+    calls, state = decodes
+    df = ich.index_cohort(tiny)[0]
+    state["die_at"] = len(df) // 2
+    with pytest.raises(KeyboardInterrupt):
+        ich.SliceStore(load_size=32).load(df)
+    assert not list((data / "ich").glob("slices-*"))  # only hidden leftovers at most, nothing that looks complete
+    state["die_at"] = None
+    calls.clear()
+    store = ich.SliceStore(load_size=32)
+    kept = store.load(df)
+    assert len(calls) == len(df) and len(kept) == len(df) - 1 and (store.folder / "STAMP.json").exists()
+
+
+def test_corrupt_slice_is_in_the_store_skip_log(loaded, tiny):
+    store = loaded[2]
+    truth = pd.read_csv(tiny / "truth.csv")
+    corrupt = truth.loc[truth["corrupt"], "image"].iloc[0]
+    file = str(tiny / "stage_2_train" / f"{corrupt}.dcm")
+    with pytest.raises(ich.DicomError) as exc:
+        ich.prepare_slice(file, load_size=32)
+    # the row the in-memory store wrote: the file and the reader's message after "<file>: "
+    assert store.skip_log.to_dict("records") == [{"file": file, "reason": str(exc.value).split(": ", 1)[-1]}]
+    assert "pixel data" in store.skip_log["reason"][0]
+    assert corrupt not in store and corrupt not in set(loaded[1]["image"])
+
+
+def test_max_slices_draws_that_many_before_decoding(tiny, data, decodes):
+    calls, _ = decodes
+    _, a, store, skip_log, counts = ich.load_cohort(data_root=str(tiny), load_size=32, max_slices=20, seed=3)
+    assert counts["sampled_slices"] == 20 and len(calls) == 20 == len(a) + len(store.skip_log)  # only those decoded
+    _, b, *_ = ich.load_cohort(data_root=str(tiny), load_size=32, max_slices=20, seed=3)
+    assert list(a["image"]) == list(b["image"])  # the same draw for a seed (and the cached store reused)
+    assert len(calls) == 20
+    c = ich.sample_slices(ich.index_cohort(tiny)[0], max_slices=20, seed=4)
+    assert set(c["image"]) != set(a["image"])
+    full = ich.index_cohort(tiny)[0]
+    assert ich.sample_slices(full, max_slices=0).equals(full)
+    assert a["image"].isin(full["image"]).all()
+    with pytest.raises(ValueError, match="max_slices"):
+        ich.sample_slices(full, max_slices=-1)
+
+
+def test_mean_std_rows_are_all_rows_when_small_and_bounded_by_bytes():
+    assert np.array_equal(ich.mean_std_rows(2000, load_size=64), np.arange(2000))  # the default cohort: every row
+    k = ich.MEAN_STD_BYTES // (3 * 256 * 256 * 4)
+    rows = ich.mean_std_rows(500_000, load_size=256, seed=1)
+    assert len(rows) == k == 341 and np.all(np.diff(rows) > 0)
+    assert np.array_equal(rows, ich.mean_std_rows(500_000, load_size=256, seed=1))
+
+
+def test_num_workers_runs_are_deterministic(loaded):
+    slices, store = loaded[1], loaded[2]
+    tr, te, _ = ich.split(slices, by="subjects", test_size=0.34, seed=0)
+    kw = dict(store=store, task="binary", image_size=24, epochs=2, lr=1e-3, batch_size=16, cnn4_width=4, num_workers=2)
+    a = ich.run_trial("cnn4", tr, te, **kw)
+    b = ich.run_trial("cnn4", tr, te, **kw)
+    assert np.array_equal(a.test["prob_any"].to_numpy(), b.test["prob_any"].to_numpy())
+    assert [h["train_loss"] for h in a.history] == [h["train_loss"] for h in b.history]
