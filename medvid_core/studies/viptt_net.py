@@ -6,9 +6,21 @@ pretraining on videos with the frozen VGG on cached features, the head swap and 
 layer, the four recipes of Table 1 (No PT, PT, PT+CW, PT+CW+AUG), the metrics (Cohen's kappa, accuracy,
 per-class F1, confusion matrix) and the study's figures. Keyword names of the public functions are the
 notebook's parameter names.
+
+The preprocessed clips (a CT after SIZ, float16; an action clip's first `depth` frames, uint8) are decoded once,
+by `n_jobs` processes, into `DiskArrays` stores under ``data_dir()/viptt_net/clips/``, one folder per key (the
+source listing, the preprocessing parameters, `CACHE_VERSION`), and read back one clip at a time by the
+datasets (`LazyClips`, `StoreMapping`): a run's memory holds the index and a batch, not the cohort (the paper's
+1,338 scans at 70x224x224 float16 are 9 GB, its 1,366 clips 4.6 GB). A second run with the same data and
+parameters decodes nothing.
 """
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,18 +37,20 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 import medvid_core.models.cnn_rnn  # noqa: F401  (registers viptt_net)
 
+from ..data import worker_options
 from ..findings import finding
 from ..io.imageclef_tbt import TB_TYPES, read_tbt_labels
+from ..io.index import listing_key
 from ..io.nifti import load_volume
 from ..io.video import read_video
 from ..losses import class_weights
 from ..metrics import Measure, bootstrap_measure, kappa_score
 from ..models import get_model
 from ..models.cnn_rnn import CNNRNN, precompute_features
-from ..parallel import fork_map
 from ..paths import data_dir
 from ..plots import finish
 from ..splits import stratified_split
+from ..store import DiskArrays
 from ..synth import action_video, chest_ct
 from ..timing import timed
 from ..train import evaluate, fit, load_checkpoint, resolve_device, save_checkpoint, seed_everything
@@ -111,15 +125,83 @@ class TrainWeightedCE(nn.Module):
 # --------------------------------------------------------------------------- data
 
 
+CACHE_VERSION = 1  # bump when ct_to_clip or _read_clip change the bytes they return
+
+
 def _resize_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in frames])
 
 
+class LazyClips(Sequence):
+    """Clips read one at a time from a `DiskArrays` store, in the order of `names` (store names): `clips[i]`
+    is one (depth, H, W) array, `len(clips)`, and `shape`/`dtype` as the stacked array's would be. Holds
+    the names only; safe in forked DataLoader workers (the store opens a descriptor per process)."""
+
+    def __init__(self, store: DiskArrays, names: Sequence[str]):
+        self.store, self.names = store, list(names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return LazyClips(self.store, self.names[i])
+        return self.store.get(self.names[i])
+
+    @functools.cached_property
+    def _first(self) -> np.ndarray:
+        return self.store.get(self.names[0])
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self), *self._first.shape) if self.names else (0,)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._first.dtype
+
+    def __repr__(self) -> str:
+        return f"LazyClips({len(self)} clips in {self.store.folder})"
+
+
+class StoreMapping(Mapping):
+    """A read-only mapping key -> array over a `DiskArrays` store (`where`: key -> store name), read on access."""
+
+    def __init__(self, store: DiskArrays, where: dict[str, str]):
+        self.store, self.where = store, dict(where)
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        return self.store.get(self.where[key])
+
+    def __iter__(self):
+        return iter(self.where)
+
+    def __len__(self) -> int:
+        return len(self.where)
+
+    def take(self, keys) -> LazyClips:
+        """The arrays of `keys`, in that order, as a lazy sequence (what a dataset indexes)."""
+        return LazyClips(self.store, [self.where[k] for k in keys])
+
+    def __repr__(self) -> str:
+        return f"StoreMapping({len(self)} arrays in {self.store.folder})"
+
+
+def _clip_store(kind: str, key: dict, paths: list[str], decode, n_jobs: int) -> DiskArrays:
+    """The `DiskArrays` of `decode(path)` for `paths`, under data_dir()/viptt_net/clips/<kind>-<digest of key>.
+    One folder per key: a run with other parameters builds its own and never replaces one that another
+    process may be reading; delete the folder `clips/` to reclaim the space."""
+    key = {"study": "viptt_net", "kind": kind, "version": CACHE_VERSION, "listing": listing_key(paths), **key}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    folder = data_dir() / "viptt_net" / "clips" / f"{kind}-{digest}"
+    return DiskArrays.build(folder, key=key, names=paths, decode=decode, n_jobs=n_jobs, desc=f"decoding {kind}")
+
+
 @dataclass
 class Videos:
-    """Preprocessed clips (N, depth, H, W) uint8, labels 0..9, the class names, and what was dropped."""
+    """Preprocessed clips ((N, depth, H, W) uint8, read lazily), labels 0..9, the class names, and what was dropped."""
 
-    clips: np.ndarray
+    clips: LazyClips
     labels: np.ndarray
     classes: list[str]
     files: list[str]
@@ -133,11 +215,34 @@ def _read_clip(path: str, depth: int, height: int, width: int):
     return _resize_frames(video[:depth], height, width), len(video)
 
 
+_SHORT = re.compile(r"(\d+) frames, fewer than depth \d+$")  # ShortClip's reason in the store's skipped rows
+
+
+class ShortClip(ValueError):
+    """A clip with fewer frames than `depth`: dropped by the protocol, recorded in the store's skipped rows."""
+
+
+def _video_clip(path: str, *, depth: int, height: int, width: int) -> np.ndarray:
+    clip, frames = _read_clip(path, depth, height, width)
+    if clip is None:
+        raise ShortClip(f"{path}: {frames} frames, fewer than depth {depth}")
+    return clip
+
+
+def _refuse_skipped(store: DiskArrays, allowed=None) -> None:
+    """Bad input as before the cache: the first source the decoder refused, as its one-line error naming the
+    file (a reason matching `allowed` is the protocol's recorded skip instead)."""
+    for name, reason in zip(store.skipped["name"], store.skipped["reason"]):
+        if allowed is None or not allowed.search(reason):
+            raise ValueError(f"{name}: {reason}")
+
+
 def load_videos(*, video_preset: str = "small", video_root: str = "", video_classes: list[str] | None = None,
                 depth: int = 70, height: int = 224, width: int = 224, seed: int = 0, n_jobs: int = 2) -> Videos:
     """The action clips as the authors read them: the first `depth` frames, gray, resized to height x width;
     clips shorter than `depth` are dropped (listed in `dropped`). `video_root` is a folder holding `UCF50/`
-    (a real UCF50 works); empty means the synthetic tree of `video_preset`, generated on first use."""
+    (a real UCF50 works); empty means the synthetic tree of `video_preset`, generated on first use.
+    The clips are decoded once into a store keyed on the .avi listing and depth/height/width, read lazily."""
     root = Path(video_root) if video_root else data_dir() / "viptt_net" / f"videos-{video_preset}-seed{seed}"
     if not video_root:
         action_video.ensure_action_videos(root, video_preset, seed=seed)
@@ -145,18 +250,23 @@ def load_videos(*, video_preset: str = "small", video_root: str = "", video_clas
     files = [(str(p), k) for k, c in enumerate(classes) for p in sorted((root / "UCF50" / c).glob("*.avi"))]
     if not files:
         raise FileNotFoundError(f"{root / 'UCF50'}: no .avi files for classes {', '.join(classes)}")
-    jobs = [(f, depth, height, width) for f, _ in files]
-    read = fork_map(_read_clip, jobs, n_jobs=n_jobs)
-    keep = [i for i, (clip, _) in enumerate(read) if clip is not None]
-    dropped = pd.DataFrame([{"file": Path(files[i][0]).name, "class": classes[files[i][1]], "frames": read[i][1]}
-                            for i in range(len(files)) if read[i][0] is None], columns=["file", "class", "frames"])
-    return Videos(clips=np.stack([read[i][0] for i in keep]), labels=np.array([files[i][1] for i in keep]),
+    paths = [f for f, _ in files]
+    store = _clip_store("videos", dict(depth=depth, height=height, width=width), paths,
+                        functools.partial(_video_clip, depth=depth, height=height, width=width), n_jobs)
+    _refuse_skipped(store, allowed=_SHORT)  # a clip that does not decode stops the run, naming the file
+    short = {n: int(_SHORT.search(r).group(1)) for n, r in zip(store.skipped["name"], store.skipped["reason"])}
+    keep = [i for i, p in enumerate(paths) if p in store]
+    if not keep:
+        raise ValueError(f"{root / 'UCF50'}: every clip has fewer than depth={depth} frames")
+    dropped = pd.DataFrame([{"file": Path(p).name, "class": classes[k], "frames": short[p]}
+                            for p, k in files if p in short], columns=["file", "class", "frames"])
+    return Videos(clips=LazyClips(store, [paths[i] for i in keep]), labels=np.array([files[i][1] for i in keep]),
                   classes=classes, files=[files[i][0] for i in keep], dropped=dropped)
 
 
 def ct_to_clip(path: str, *, depth: int, height: int, width: int, zoom_order: int = 1) -> np.ndarray:
     """One CT as the network sees it: axial slices (z, y, x) with anterior up, HU clipped to [-1000, 400]
-    and scaled to [0, 1], then SIZ to (depth, height, width). float16 to keep a cohort in memory."""
+    and scaled to [0, 1], then SIZ to (depth, height, width). float16, as the clip store keeps it."""
     vol, _ = load_volume(path)  # canonical RAS: x left->right, y posterior->anterior, z inferior->superior
     axial = vol.transpose(2, 1, 0)[:, ::-1, :]
     return spline_zoom(hu_to_unit(axial), depth=depth, height=height, width=width, order=zoom_order).astype(np.float16)
@@ -169,7 +279,7 @@ class Cohort:
     train: pd.DataFrame
     val: pd.DataFrame
     test: pd.DataFrame
-    clips: dict[str, np.ndarray] = field(repr=False)  # FileName -> (depth, H, W) float16
+    clips: StoreMapping = field(repr=False)  # FileName -> (depth, H, W) float16, read from the store on access
     root: Path
 
 
@@ -179,7 +289,8 @@ def load_ct(*, ct_preset: str = "small", ct_root: str = "", depth: int = 70, hei
 
     `ct_root` holds `train_labels.csv`, `test_labels.csv`, `train/` and `test/` (the layout of
     `medvid_core.synth.chest_ct`; a real ImageCLEF folder arranged so works); empty means the synthetic
-    `ct_preset`. The validation split is stratified by type, `val_size` of the training set.
+    `ct_preset`. The validation split is stratified by type, `val_size` of the training set. The SIZ'd
+    clips are decoded once into a store keyed on the NIfTI listing and depth/height/width/zoom_order.
     """
     root = Path(ct_root) if ct_root else data_dir() / "viptt_net" / f"ct-{ct_preset}-seed{seed}"
     if not ct_root:
@@ -187,19 +298,19 @@ def load_ct(*, ct_preset: str = "small", ct_root: str = "", depth: int = 70, hei
     train_all = read_tbt_labels(root / "train_labels.csv", images_dir=root / "train")
     test = read_tbt_labels(root / "test_labels.csv", images_dir=root / "test")
     train, val = train_test_split(train_all, test_size=val_size, stratify=train_all.label, random_state=seed)
-    paths = list(train_all.path) + list(test.path)
-    arrays = fork_map(_ct_job, [(p, depth, height, width, zoom_order) for p in paths], n_jobs=n_jobs)
+    paths = [str(p) for p in list(train_all.path) + list(test.path)]
+    store = _clip_store("ct", dict(depth=depth, height=height, width=width, zoom_order=zoom_order), paths,
+                        functools.partial(ct_to_clip, depth=depth, height=height, width=width, zoom_order=zoom_order),
+                        n_jobs)
+    _refuse_skipped(store)  # the protocol skips no scan: a bad one stops the run, naming the file
     names = list(train_all.FileName) + list(test.FileName)
     return Cohort(train=train.reset_index(drop=True), val=val.reset_index(drop=True), test=test.reset_index(drop=True),
-                  clips=dict(zip(names, arrays)), root=root)
-
-
-def _ct_job(path, depth, height, width, zoom_order):
-    return ct_to_clip(path, depth=depth, height=height, width=width, zoom_order=zoom_order)
+                  clips=StoreMapping(store, dict(zip(names, paths))), root=root)
 
 
 class ClipDataset(Dataset):
-    """(1, depth, H, W) float32 clips and integer labels; `transform` on the (depth, H, W) array first."""
+    """(1, depth, H, W) float32 clips and integer labels; `transform` on the (depth, H, W) array first.
+    `clips` is any sequence of arrays: a list, a stacked array, or a `LazyClips` read from disk per item."""
 
     def __init__(self, clips, labels, *, transform=None, scale: float = 1.0):
         self.clips, self.labels, self.transform, self.scale = clips, np.asarray(labels), transform, scale
@@ -216,7 +327,7 @@ class ClipDataset(Dataset):
 
 def ct_dataset(cohort: Cohort, split: str, *, augment: bool = False) -> ClipDataset:
     df = getattr(cohort, split)
-    return ClipDataset([cohort.clips[n] for n in df.FileName], df.label.to_numpy(),
+    return ClipDataset(cohort.clips.take(df.FileName), df.label.to_numpy(),
                        transform=RandomVolumeRotation(angles=ROTATION_ANGLES) if augment else None)
 
 
@@ -236,12 +347,14 @@ def pretrain(videos: Videos, *, checkpoint: str | Path, vgg_width: float = 1.0, 
              fc_hidden: int = 1024, weights: str = "", frame_norm: bool = False, batch_norm: bool = False,
              optimizer: str = "sgd", lr: float = 1e-3, momentum: float = 0.0, batch_size: int = 2,
              pretrain_epochs: int = 100, plateau_patience: int = 5, early_stopping: int = 8, val_size: float = 0.2,
-             seed: int = 0, device: str = "cpu") -> Pretraining:
+             seed: int = 0, device: str = "cpu", num_workers: int = 0) -> Pretraining:
     """ViPTT-Net on the action clips with the VGG frozen and no augmentation (the paper's pretraining).
 
     The frozen encoder's per-frame features are computed once per clip, then the LSTM and head train on
     them (`CNNRNN.forward` takes features): the same model, far fewer FLOPs. The weights are saved to
-    `checkpoint` for the fine-tuning runs.
+    `checkpoint` for the fine-tuning runs. The feature pass reads the clips from the store batch by batch
+    (`num_workers` loading processes); only the features, (N, depth, feature_dim) float32, are held.
+    The LSTM's loaders run over those in-memory features in this process.
     """
     device = resolve_device(device)  # "auto": CUDA when a GPU is visible, else the CPU
     seed_everything(seed)
@@ -252,7 +365,8 @@ def pretrain(videos: Videos, *, checkpoint: str | Path, vgg_width: float = 1.0, 
     idx_train, idx_val = stratified_split(np.arange(len(videos.labels)), videos.labels, test_size=val_size, seed=seed)
     clips = ClipDataset(videos.clips, videos.labels, scale=1 / 255)
     with timed() as feature_time:
-        feats, labels = precompute_features(model, DataLoader(clips, batch_size=8), device=device)
+        feats, labels = precompute_features(model, DataLoader(clips, batch_size=8, **worker_options(num_workers)),
+                                            device=device)
     feature_seconds = feature_time.wall
     gen = torch.Generator().manual_seed(seed)
     train = DataLoader(TensorDataset(feats[idx_train], labels[idx_train]), batch_size=batch_size, shuffle=True,
@@ -292,9 +406,10 @@ def finetune(cohort: Cohort, method: str, *, checkpoint: str | Path | None = Non
              hidden: int = 256, fc_hidden: int = 1024, weights: str = "", frame_norm: bool = False,
              batch_norm: bool = False, optimizer: str = "sgd", lr: float = 1e-3, momentum: float = 0.0,
              batch_size: int = 2, epochs: int = 100, plateau_patience: int = 5, early_stopping: int = 8,
-             monitor: str = "val_loss", seed: int = 0, device: str = "cpu") -> Trial:
+             monitor: str = "val_loss", seed: int = 0, device: str = "cpu", num_workers: int = 0) -> Trial:
     """One row of Table 1: train every layer on the CT training split with the recipe `method`; evaluate
-    the restored best weights on the validation split (Table 1) and the test set (Table 2)."""
+    the restored best weights on the validation split (Table 1) and the test set (Table 2). The scans are
+    read from the clip store by `num_workers` loading processes (0: in this process)."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from: {', '.join(METHODS)}")
     recipe = METHODS[method]
@@ -312,10 +427,11 @@ def finetune(cohort: Cohort, method: str, *, checkpoint: str | Path | None = Non
     else:
         loss_fn = nn.CrossEntropyLoss()
     gen = torch.Generator().manual_seed(seed)
+    workers = worker_options(num_workers)
     train = DataLoader(ct_dataset(cohort, "train", augment=recipe["augment"]), batch_size=batch_size, shuffle=True,
-                       generator=gen)
-    val = DataLoader(ct_dataset(cohort, "val"), batch_size=batch_size)
-    test = DataLoader(ct_dataset(cohort, "test"), batch_size=batch_size)
+                       generator=gen, **workers)
+    val = DataLoader(ct_dataset(cohort, "val"), batch_size=batch_size, **workers)
+    test = DataLoader(ct_dataset(cohort, "test"), batch_size=batch_size, **workers)
     history = fit(model, train, epochs=epochs, lr=lr, loss_fn=loss_fn, optimizer=optimizer, momentum=momentum,
                   head="fc", schedule="plateau", plateau_patience=plateau_patience, val_loader=val,
                   monitor=monitor, monitor_mode="min" if monitor.endswith("loss") else "max",
