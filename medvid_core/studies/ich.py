@@ -239,8 +239,11 @@ class SliceStore:
         return torch.stack([self.get(i) for i in images])
 
 
-#: mean/std of the training slices are computed from at most this many bytes of float32 pixels
-MEAN_STD_BYTES = 256 * 2**20
+#: mean/std of the training slices are computed from at most this many bytes of float32 pixels: 2,730 slices
+#: at 64 px (every training slice of the shipped cohorts, so their numbers are the old ones), 170 random
+#: slices at 256 px (11M pixels per channel: plenty for two statistics). The computation's float copies
+#: peak at about 2.5 times this, whatever the cohort's size (benchmarks/memory_scaling.py).
+MEAN_STD_BYTES = 128 * 2**20
 
 
 def mean_std_rows(n: int, *, load_size: int, seed: int = 0) -> np.ndarray:

@@ -299,10 +299,10 @@ def test_max_slices_draws_that_many_before_decoding(tiny, data, decodes):
 
 
 def test_mean_std_rows_are_all_rows_when_small_and_bounded_by_bytes():
-    assert np.array_equal(ich.mean_std_rows(2000, load_size=64), np.arange(2000))  # the default cohort: every row
+    assert np.array_equal(ich.mean_std_rows(2730, load_size=64), np.arange(2730))  # a shipped cohort: every row
     k = ich.MEAN_STD_BYTES // (3 * 256 * 256 * 4)
     rows = ich.mean_std_rows(500_000, load_size=256, seed=1)
-    assert len(rows) == k == 341 and np.all(np.diff(rows) > 0)
+    assert len(rows) == k == 170 and np.all(np.diff(rows) > 0)
     assert np.array_equal(rows, ich.mean_std_rows(500_000, load_size=256, seed=1))
 
 
