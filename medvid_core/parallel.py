@@ -28,17 +28,20 @@ def _one_torch_thread() -> None:
         sys.modules["torch"].set_num_threads(1)
 
 
-def progress_imap(fn: Callable, items: Sequence, *, n_jobs: int = 1, desc: str = "", min_items: int = 5000):
+def progress_imap(fn: Callable, items: Sequence, *, n_jobs: int = 1, desc: str = "", min_items: int = 5000,
+                  chunksize: int | None = None):
     """`fn(x)` for each of `items`, yielded in order as they are computed, on `n_jobs` forked processes, with a
     progress bar once there are `min_items` or more (a bar for a two-second pass is noise in a notebook).
     Results are not held: a caller writing each to disk keeps memory bounded. `fn` must be picklable
-    (a module-level function or an instance of a module-level class)."""
+    (a module-level function or an instance of a module-level class). `chunksize`: items per message to
+    and from a worker (default: up to 64, for small results); 1 for big results such as decoded volumes,
+    since a worker returns a whole chunk's results at once and the parent holds them all meanwhile."""
     from tqdm import tqdm  # plain tqdm, as the trainer: tqdm.auto never advances under papermill
 
     bar = dict(total=len(items), desc=desc, leave=False, disable=len(items) < min_items)
     if n_jobs > 1 and len(items) > 1:
         with get_context("fork").Pool(n_jobs, initializer=_one_torch_thread) as pool:
-            chunk = max(1, min(64, len(items) // (4 * n_jobs)))
+            chunk = chunksize or max(1, min(64, len(items) // (4 * n_jobs)))
             yield from tqdm(pool.imap(fn, items, chunksize=chunk), **bar)
     else:
         yield from (fn(x) for x in tqdm(items, **bar))

@@ -48,7 +48,9 @@ class _Decode:  # picklable for the worker pool: name -> (name, array or None, r
 def _write(folder: Path, names: Sequence[str], decode: Callable[[str], np.ndarray], n_jobs: int, desc: str) -> None:
     rows, skipped, offset = [], [], 0
     with open(folder / DATA, "wb") as out:
-        for name, array, reason in progress_imap(_Decode(decode), list(names), n_jobs=n_jobs, desc=desc, min_items=500):
+        # chunksize 1: a worker returns a whole chunk's arrays in one message, and the parent would hold them all
+        for name, array, reason in progress_imap(_Decode(decode), list(names), n_jobs=n_jobs, desc=desc, min_items=500,
+                                                 chunksize=1):
             if array is None:
                 skipped.append({"name": name, "reason": reason})
                 continue
