@@ -6,7 +6,6 @@ PPMI/ADNI/OASIS download converted to NIfTI needs only such a CSV beside it.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -151,15 +150,11 @@ def _frame_name(file: str, view: str) -> str:
     return f"{view}:{file}"  # views have no colon, so the first one splits it back
 
 
-class _PrepareName:  # picklable for DiskArrays' worker pool: "view:file" -> prepare(file, view) as an array
+class _PrepareName:  # picklable for DiskArrays' worker pool (one torch thread each: parallel.progress_imap)
     def __init__(self, prepare: Callable[[str, str], torch.Tensor]):
-        self.prepare, self.parent = prepare, os.getpid()
+        self.prepare = prepare
 
     def __call__(self, name: str) -> np.ndarray:
-        if os.getpid() != self.parent and torch.get_num_threads() != 1:
-            # a forked decoder: torch's OpenMP pool does not survive a fork (the child hangs in its first
-            # parallel op), so one thread each, as DataLoader workers do; the n_jobs processes are the parallelism
-            torch.set_num_threads(1)
         view, file = name.split(":", 1)
         frames = self.prepare(file, view)
         return frames.numpy() if isinstance(frames, torch.Tensor) else np.asarray(frames)

@@ -10,7 +10,6 @@ DICOM files and `stage_2_train.csv`) as on the synthetic cohort.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,13 +129,11 @@ def prepare_slice(file: str, *, load_size: int) -> torch.Tensor:
     return stack.clamp(0, 1).to(torch.float16)
 
 
-class _DecodeSlice:  # picklable for DiskArrays' forked decoders: file -> float16 (3, load_size, load_size) array
+class _DecodeSlice:  # picklable for DiskArrays' forked decoders (one torch thread each: parallel.progress_imap)
     def __init__(self, load_size: int):
-        self.load_size, self.parent = load_size, os.getpid()
+        self.load_size = load_size
 
     def __call__(self, file: str) -> np.ndarray:
-        if os.getpid() != self.parent and torch.get_num_threads() != 1:
-            torch.set_num_threads(1)  # one thread per forked decoder, as DataLoader workers do (n_jobs of them)
         try:
             return prepare_slice(file, load_size=self.load_size).numpy()
         except DicomError:
