@@ -1,5 +1,6 @@
 """medvid_core.findings: claims with a stated rule, words from the numbers, the table over seeds."""
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -59,7 +60,7 @@ def test_no_runs_is_said(tmp_path, capsys):
     assert "no complete run with findings" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("study", ["ich", "video4mri", "viptt_net", "mura_zoom", "lecture5_3d_video"])
+@pytest.mark.parametrize("study", sorted(p.stem for p in (Path(__file__).parents[1] / "notebooks").glob("*.ipynb")))
 def test_every_committed_notebook_prints_its_findings(study):
     """The executed notebook shows a findings table, and its cells write `findings` into metrics.json."""
     from medvid_core.paths import REPO_ROOT

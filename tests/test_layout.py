@@ -20,6 +20,9 @@ PACKAGE = REPO_ROOT / "medvid_core"
 STUDY_NAMES = {
     "ich": ("ICH", "RSNA", "Intracranial Hemorrhage"),
     "lecture5_3d_video": ("Lecture 5", "Lecture5", "lecture5_3d_video"),
+    "lecture5_medical_video": ("lecture5_medical_video",),
+    "mura_alternatives": ("mura_alternatives",),
+    "mura_flags": ("mura_flags",),
     "mura_zoom": ("MURA", "mura_zoom"),
     "video4mri": ("Video4MRI", "PPMI", "ADNI", "OASIS"),
     "viptt_net": ("ViPTT-Net", "ViPTT", "UCF50", "ImageCLEF"),

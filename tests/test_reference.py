@@ -153,7 +153,7 @@ def test_committed_references_match_their_notebooks():
     from medvid_core.reference import REFERENCE_DIR, _jsonable
 
     notebooks = sorted(REFERENCE_DIR.parent.glob("*.ipynb"))
-    assert len(notebooks) == 5
+    assert len(notebooks) >= 5  # every study notebook, the new ones included
     for nb in notebooks:
         doc = json.loads((REFERENCE_DIR / f"{nb.stem}.json").read_text())
         defaults = _jsonable({k: p.default for k, p in study_spec(nb.stem, notebook_dir=nb.parent).items()})
@@ -175,6 +175,20 @@ def test_a_reference_at_chance_is_printed_not_checked(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "auc 0.30 vs reference 0.56 (tolerance 0.16): reference 0.45-0.67 includes chance 0.5: not checked" in out
     assert "1 of 1 checked trained results within tolerance of the reference (1 at chance, not checked)" in out
+
+
+def test_a_reference_below_chance_is_not_checked_either(tmp_path, capsys):
+    """An accuracy below the majority answer's (a model that learnt backwards) holds no run to it; one above is
+    checked, and fails when a run leaves its tolerance."""
+    record("s", {"low": Measure(0.48, 0.35, 0.60, 17, chance=0.74), "high": Measure(0.90, 0.85, 0.95, 40, chance=0.74)},
+           params=PARAMS, reference_dir=tmp_path)
+    rows = check("s", {"low": Measure(0.74, 0.6, 0.8, 17, chance=0.74), "high": Measure(0.90, 0.85, 0.95, 40, chance=0.74)},
+                 params=PARAMS, reference_dir=tmp_path)
+    assert [r["checked"] for r in rows] == [False, True]
+    assert "reference 0.35-0.60 lies below chance 0.74: not checked" in capsys.readouterr().out
+    with pytest.raises(ReferenceMismatch):
+        check("s", {"low": Measure(0.74, 0.6, 0.8, 17, chance=0.74), "high": Measure(0.74, 0.7, 0.8, 40, chance=0.74)},
+              params=PARAMS, reference_dir=tmp_path)
 
 
 def test_a_measured_seed_range_widens_the_tolerance_and_survives_re_recording(tmp_path):
