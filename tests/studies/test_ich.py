@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from medvid_core.params import load_params_file
+from medvid_core.params import keyword_names, load_params_file, read_parameters
 from medvid_core.paths import REPO_ROOT
 from medvid_core.studies import ich
 from medvid_core.synth.head_ct import generate_cohort
@@ -149,7 +149,22 @@ def test_paper_params_file():
     assert p["exp2_model"] == "resnet152" and p["vgg_width"] == p["resnet_width"] == 1.0
     assert (p["n_jobs"], p["num_workers"], p["middle_fraction"]) == (8, 8, 0.145)
     assert round(sum(ich.PAPER_DATASETS["binary"]) / ich.PAPER_RSNA["labelled_images"], 3) == p["middle_fraction"]
-    assert "max_slices" not in p  # experiment 1's 10,000 slices would subsample the whole study (issue 23)
+    assert "max_slices" not in p  # experiment 1's 10,000 slices are its own draw, not the whole study's (issue 23)
+    assert (p["exp1_slices"], p["exp1_test_size"], p["exp1_epochs"], p["exp1_lr"]) == (10000, 0.2, 50, 1e-3)
+    assert [(r["epochs"], r["lr"]) for r in p["exp2_sgd_runs"]] == list(zip(ich.PAPER_SGD_RUNS["epochs"],
+                                                                         ich.PAPER_SGD_RUNS["lr"]))
+    assert p["exp2_tasks"] == ["binary", "multilabel"]
+
+
+def test_notebook_defaults_run_both_heads_and_leave_the_sweep_off():
+    spec = read_parameters(REPO_ROOT / "notebooks/ich.ipynb")
+    assert spec["exp2_tasks"].default == ["binary", "multilabel"]  # the heading promises both heads
+    assert spec["exp2_sgd_runs"].default == []  # three ResNet-152 runs are a GPU job
+    assert 0 < spec["exp1_slices"].default < ich.PAPER_EXP1_SLICES and spec["exp1_test_size"].default == 0.2
+    names = set(spec)
+    assert {"exp1_slices", "exp1_epochs", "exp1_lr", "exp1_model", "exp1_balance", "exp1_test_size"} <= names
+    assert names >= set(keyword_names(ich.experiment1)) - {"df", "store"}  # every keyword is a parameter
+    assert names >= set(keyword_names(ich.sgd_sweep)) - {"df", "store"}
 
 
 def test_leakage_table_and_experiment2_run_end_to_end(loaded):
@@ -166,7 +181,11 @@ def test_leakage_table_and_experiment2_run_end_to_end(loaded):
                            exp2_lr=1e-2, middle_fraction=0.6, test_size=0.34, **kw)
     assert set(exp2) == {"binary"} and exp2["binary"].extra["leakage"]["n_shared"] == 0
     assert exp2["binary"].test["position"].between(0.2 - 1e-9, 0.8 + 1e-9).all()
-    assert list(ich.experiment2_table(exp2).index) == ["binary accuracy (any)"]
+    assert list(ich.experiment2_table(exp2).index) == ["binary accuracy (any)", "binary recall (any)", "binary AUC (any)"]
+    e1 = ich.experiment1(slices, store=store, exp1_slices=80, exp1_epochs=1, **kw)
+    assert ich.experiment1_table(e1)["paper"].to_dict() == {"accuracy": 0.636, "recall": 0.67, "f1": 0.71, "auc": 0.761}
+    assert (e1.extra["split"], e1.extra["width"], e1.extra["image_size"], len(e1.test)) == ("slices", 4, 24, 16)
+    assert "the same network scores AUC" in ich.exp1_words(e1, table)  # CNN4 is in the leakage table
 
 
 def test_leakage_lr_per_model(loaded, monkeypatch):
@@ -314,3 +333,100 @@ def test_num_workers_runs_are_deterministic(loaded):
     b = ich.run_trial("cnn4", tr, te, **kw)
     assert np.array_equal(a.test["prob_any"].to_numpy(), b.test["prob_any"].to_numpy())
     assert [h["train_loss"] for h in a.history] == [h["train_loss"] for h in b.history]
+
+
+# ----------------------------------------------------------------------------- experiment 1, the SGD sweep, Table 4 (issue 23)
+def _fake_trial(name, train, test, *, task, **kw):
+    """Stands in for `run_trial`: records what it was given, scores nothing."""
+    t = ich.Trial(name, task, None, [], test.assign(prob_any=0.5), {"any": {"auc": 0.5}, "mean_accuracy": 0.9,
+                  "weighted_log_loss": 0.3}, 0.1, len(train), 0.0, {"best_epoch": 1, "train": train, **kw})
+    return t
+
+
+def test_experiment1_draws_per_seed_and_splits_by_slice(loaded, monkeypatch):
+    """Experiment 1 draws `exp1_slices` slices, the same ones for one seed, and splits them 80/20 by slice:
+    no slice on both sides, but heads on both sides (the leaky protocol), trained with Adam on `any`."""
+    slices, store = loaded[1], loaded[2]
+    monkeypatch.setattr(ich, "run_trial", _fake_trial)
+    kw = dict(store=store, exp1_slices=60, exp1_epochs=3, exp1_lr=2e-3)
+    a, b, c = (ich.experiment1(slices, seed=s, **kw) for s in (3, 3, 4))
+    drawn = set(a.test["image"]) | set(a.extra["train"]["image"])
+    assert len(drawn) == a.extra["drawn"] == 60 and a.extra["available"] == len(slices)
+    assert not set(a.test["image"]) & set(a.extra["train"]["image"])
+    assert len(a.test) == 12  # 20 % of 60
+    shared = set(a.test["subject"]) & set(a.extra["train"]["subject"])
+    assert shared and a.extra["leakage"]["n_shared"] == len(shared)  # one head on both sides
+    assert list(a.test["image"]) == list(b.test["image"])  # the same draw and split for one seed
+    assert drawn != set(c.test["image"]) | set(c.extra["train"]["image"])  # another seed, another draw
+    assert (a.task, a.extra["optimizer"], a.extra["lr"], a.extra["epochs"]) == ("binary", "adam", 2e-3, 3)
+    everything = ich.experiment1(slices, store=store, exp1_slices=0, exp1_epochs=1)
+    assert everything.extra["drawn"] == len(slices)  # 0 keeps every slice
+    words = ich.exp1_words(ich.Trial("cnn4", "binary", None, [], a.test, {"any": dict(
+        accuracy=0.7, recall=0.0, f1=0.0, auc=0.8)}, 0.1, 48, 0.0, {**a.extra, "width": 8, "image_size": 24}))
+    assert f"{a.extra['leakage']['n_shared']} of the {a.extra['leakage']['n_test']} test heads" in words
+    assert "**by slice**" in words and "never predicts a bleed" in words and "AUC 0.80 (above the seed's 0.761)" in words
+
+
+def test_sgd_sweep_trains_one_multilabel_run_per_entry(loaded, monkeypatch):
+    slices, store = loaded[1], loaded[2]
+    monkeypatch.setattr(ich, "run_trial", _fake_trial)
+    runs = [{"run": "first", "epochs": 3, "lr": 1e-4}, {"epochs": 2, "lr": 1e-2}, {"epochs": 1, "lr": 5e-2}]
+    sweep, trials = ich.sgd_sweep(slices, store=store, exp2_model="cnn4", exp2_sgd_runs=runs, middle_fraction=0.6,
+                                  test_size=0.34)
+    assert list(sweep["run"]) == ["first", "lr=0.01", "lr=0.05"] and list(sweep["lr"]) == [1e-4, 1e-2, 5e-2]
+    assert list(sweep["epochs"]) == [3, 2, 1] and set(trials) == set(sweep["run"])
+    assert all(t.task == "multilabel" and t.extra["optimizer"] == "sgd" for t in trials.values())
+    assert [t.extra["lr"] for t in trials.values()] == [1e-4, 1e-2, 5e-2]
+    assert not set(trials["first"].test["subject"]) & set(trials["first"].extra["train"]["subject"])
+    side = ich.sgd_side_by_side(sweep)
+    assert side.loc[1e-4, "paper_epochs"] == 150 and side.loc[1e-4, "epochs"] == 3
+    assert side.loc[1e-3, "paper_run"] == "second" and math.isnan(side.loc[1e-3, "epochs"])  # not run: empty
+    assert math.isnan(side.loc[5e-2, "paper_epochs"]) and len(side) == 4  # not the seed's: a row of its own
+    assert "lr 0.0001 for 3 epochs" in ich.sgd_words(sweep) and "the best is" not in ich.sgd_words(sweep)  # a tie
+    better = sweep.assign(auc_any=[0.6, 0.7, 0.65])
+    assert ich.sgd_words(better).endswith("By AUC of `any` the best is lr 0.01.")
+    empty, none = ich.sgd_sweep(slices, store=store, exp2_model="cnn4", exp2_sgd_runs=[])
+    assert empty.empty and none == {} and len(ich.sgd_side_by_side(empty)) == 3
+    assert "Not run here" in ich.sgd_words(empty) and "lr 0.0001 for 150 epochs" in ich.sgd_words(empty)
+    with pytest.raises(ValueError, match=r"exp2_sgd_runs\[0\]"):
+        ich.sgd_sweep(slices, store=store, exp2_model="cnn4", exp2_sgd_runs=[{"lr": 1e-3}])
+
+
+def test_dataset_sizes_beside_table4(loaded):
+    slices = loaded[1]
+    sizes = ich.dataset_sizes(slices, middle_fraction=0.6, test_size=0.34, exp1_slices=60, exp1_test_size=0.2, seed=0)
+    assert sizes.equals(ich.dataset_sizes(slices, middle_fraction=0.6, test_size=0.34, exp1_slices=60,
+                                          exp1_test_size=0.2, seed=0))  # deterministic: an NBVAL_CHECK_OUTPUT cell
+    binary, multi = sizes.iloc[1], sizes.iloc[2]
+    assert (binary["paper_train"], binary["paper_test"]) == ich.PAPER_DATASETS["binary"] == (78116, 19529)
+    assert (multi["paper_train"], multi["paper_test"]) == ich.PAPER_DATASETS["multilabel"] == (22501, 5756)
+    assert binary["train"] + binary["test"] == len(ich.middle_slices(slices, middle_fraction=0.6)) < len(slices)
+    e1 = sizes.iloc[0]
+    assert (e1["train"], e1["test"], e1["paper_train"], e1["paper_test"]) == (48, 12, 8000, 2000)
+    assert binary["paper_test_share"] == 0.2
+
+
+def _trial(task, test, scores=None):
+    return ich.Trial("resnet152", task, None, [], test, scores or ich.score(test, task), 0.9, 100, 0.0,
+                     {"best_epoch": 1, "width": 0.125, "image_size": 56, "epochs": 5})
+
+
+def test_findings_and_measures_for_experiment1_and_the_binary_head():
+    rng = np.random.default_rng(0)
+    y = np.tile([1, 0, 0, 0], 30)
+    test = pd.DataFrame({"subject": np.repeat([f"s{k}" for k in range(12)], 10), "any": y})
+    good = _trial("binary", test.assign(prob_any=np.where(y == 1, 0.9, 0.1) + rng.uniform(-0.05, 0.05, len(y))))
+    flat = _trial("binary", test.assign(prob_any=0.2))
+    leak = pd.DataFrame([("cnn4", "slices", 0.8), ("cnn4", "subjects", 0.6)], columns=["model", "split", "auc"])
+    rows = {f["claim"].split(":")[0]: f for f in ich.findings(leak, {"binary": good}, good)}
+    assert rows["Experiment 1"]["holds"] is True and rows["Experiment 1"]["ours"] == pytest.approx(0.5)
+    assert rows["Binary ResNet-152"]["holds"] is True and rows["Binary ResNet-152"]["ours"] == pytest.approx(0.25)
+    rows = {f["claim"].split(":")[0]: f for f in ich.findings(leak, {"binary": flat}, flat)}
+    assert rows["Experiment 1"]["holds"] is False and rows["Binary ResNet-152"]["holds"] is False  # 0.75 = the answer
+    m = ich.measures({}, {"binary": good}, good)
+    assert {"exp1 auc", "exp1 accuracy", "exp2 binary any auc", "exp2 binary accuracy"} <= set(m)
+    assert m["exp1 accuracy"].n == 12 and m["exp1 auc"].chance == 0.5  # resampled over heads
+    table = ich.experiment2_table({"binary": flat})
+    assert table.loc["binary accuracy (any)", "no_bleed_answer"] == 0.75 and table.loc["binary accuracy (any)", "paper"] == 0.84
+    words = ich.exp2_words({"binary": flat}, {})
+    assert "width 0.125 (0.90 M parameters) on 56-pixel crops for 5 epochs" in words and "equal to that answer" in words
