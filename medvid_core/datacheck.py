@@ -347,8 +347,8 @@ def check_manifest(path: str | Path, *, image_size: int = 64, n_jobs: int = 1, *
 LAYOUTS: dict[str, Callable[..., Check]] = {"rsna": check_rsna, "mura": check_mura,
                                            "imageclef_tbt": check_imageclef_tbt, "ucf50": check_ucf50,
                                            "manifest": check_manifest}
-STUDY_LAYOUTS = {"ich": ["rsna"], "mura_zoom": ["mura"], "viptt_net": ["imageclef_tbt", "ucf50"],
-                 "video4mri": ["manifest"]}
+STUDY_LAYOUTS = {"ich": ["rsna"], "mura_zoom": ["mura"], "mura_flags": ["mura"], "mura_alternatives": ["mura"],
+                 "viptt_net": ["imageclef_tbt", "ucf50"], "video4mri": ["manifest"]}
 
 
 def detect(study: str, path: str | Path) -> str:

@@ -1,6 +1,6 @@
 """Evaluation metrics, by method: classification scores, multi-label log loss, segmentation and detection
-(Dice, mask IoU, COCO average precision), bootstrap intervals, and model cost with the one timer for all
-efficiency figures.
+(Dice, mask IoU, COCO average precision), bootstrap intervals, model cost with the one timer for all
+efficiency figures, and action segmentation (frame labels to segments, segmental F1 at an IoU threshold).
 
 Metric functions take `(outputs, targets)` as the trainer's `metric_fn` does and return a dict of floats.
 """
@@ -343,3 +343,145 @@ def layer_cost(layer: torch.nn.Module, input_shape: tuple[int, ...]) -> dict:
     return {"input_shape": tuple(input_shape), "output_shape": tuple(y.shape),
             "params": sum(p.numel() for p in layer.parameters()), "gflops": counter.get_total_flops() / 1e9,
             "output_mb": y.numel() * 4 / 2 ** 20}
+
+
+# --------------------------------------------------------------------------- action segmentation
+# frame labels -> segments, and the segmental F1 at an IoU threshold (Lea et al., CVPR 2017; MS-TCN's F1@k).
+
+def label_segments(labels) -> list[tuple[int, int, int]]:
+    """Runs of equal frame labels as (start, end, label), `end` exclusive: [0, 0, 2, 2, 2] ->
+    [(0, 2, 0), (2, 5, 2)]. The segments tile the sequence, in order."""
+    y = np.asarray(labels).ravel()
+    if y.size == 0:
+        return []
+    cuts = np.flatnonzero(y[1:] != y[:-1]) + 1
+    starts, ends = np.r_[0, cuts], np.r_[cuts, y.size]
+    return [(int(s), int(e), y[s].item()) for s, e in zip(starts, ends)]
+
+
+def segment_counts(pred, target, *, iou: float = 0.5, ignore=()) -> dict[str, int]:
+    """True positive, false positive and false negative segments of one sequence's frame labels.
+
+    Each predicted segment (labels in `ignore`, e.g. the background, left out on both sides) is matched
+    to the ground-truth segment of its label it overlaps most (intersection over union of their frames);
+    it is a true positive when that IoU reaches `iou` and the ground-truth segment was not matched before,
+    else a false positive. Unmatched ground-truth segments are false negatives. A prediction that flickers
+    inside one true segment thus scores one hit and several false positives, however many frames are right.
+    """
+    p, t = np.asarray(pred).ravel(), np.asarray(target).ravel()
+    if p.shape != t.shape:
+        raise ValueError(f"segment_counts: {p.size} predicted frames against {t.size} true frames")
+    skip = set(ignore)
+    truth = [s for s in label_segments(t) if s[2] not in skip]
+    hit = np.zeros(len(truth), bool)
+    tp = fp = 0
+    for start, end, label in (s for s in label_segments(p) if s[2] not in skip):
+        overlaps = [(min(end, e) - max(start, s)) / (max(end, e) - min(start, s)) if l == label else 0.0
+                    for s, e, l in truth]
+        best = int(np.argmax(overlaps)) if overlaps else -1
+        if best >= 0 and overlaps[best] >= iou and not hit[best]:
+            tp, hit[best] = tp + 1, True
+        else:
+            fp += 1
+    return {"tp": tp, "fp": fp, "fn": int(len(truth) - hit.sum())}
+
+
+def f1_from_counts(tp, fp, fn) -> float:
+    """2 TP / (2 TP + FP + FN), summed over sequences first; NaN when there is no segment at all."""
+    tp, fp, fn = (int(np.sum(v)) for v in (tp, fp, fn))
+    return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
+
+
+def segmental_f1(pred, target, *, iou: float = 0.5, ignore=()) -> float:
+    """F1 of the segments (`segment_counts`) of one sequence: 1 when every true segment is found once
+    with enough overlap and nothing else is predicted."""
+    c = segment_counts(pred, target, iou=iou, ignore=ignore)
+    return f1_from_counts(c["tp"], c["fp"], c["fn"])
+
+
+# --------------------------------------------------------------------------- box detection
+# COCO box AP per class (pycocotools' COCOeval), and how visible a box's border is in an image.
+
+def box_average_precision(gt: list[dict], det: list[dict], *, classes: dict[int, str]) -> dict[str, dict]:
+    """COCO box AP of a detector per class, computed by pycocotools' COCOeval (iouType "bbox", area range
+    "all", 100 detections per image). `gt` and `det` hold one dict per image, in the same order:
+    ``boxes`` (N, 4) as x0, y0, x1, y1 in pixels and ``labels`` (N,) (class ids, the keys of `classes`),
+    plus ``scores`` (N,) for `det`. Returns {class name: {"AP": AP[.5:.95], "AP50": AP at IoU 0.5, "AP75",
+    "objects": ground-truth count}}; a class without ground truth gets NaN APs (nothing to find)."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    if len(gt) != len(det):
+        raise ValueError(f"box_average_precision: {len(gt)} ground-truth images but {len(det)} detection images")
+    images, anns, results = [], [], []
+    for i, (g, d) in enumerate(zip(gt, det)):
+        images.append({"id": i})
+        for box, label in zip(np.asarray(g["boxes"], float).reshape(-1, 4), np.asarray(g["labels"]).ravel()):
+            w, h = box[2] - box[0], box[3] - box[1]
+            anns.append({"id": len(anns) + 1, "image_id": i, "category_id": int(label), "iscrowd": 0,
+                         "bbox": [float(box[0]), float(box[1]), float(w), float(h)], "area": float(w * h)})
+        for box, label, score in zip(np.asarray(d["boxes"], float).reshape(-1, 4), np.asarray(d["labels"]).ravel(),
+                                     np.asarray(d["scores"], float).ravel()):
+            results.append({"image_id": i, "category_id": int(label), "score": float(score),
+                            "bbox": [float(box[0]), float(box[1]), float(box[2] - box[0]), float(box[3] - box[1])]})
+    out = {}
+    counts = {c: sum(a["category_id"] == c for a in anns) for c in classes}
+    quiet = contextlib.redirect_stdout(io.StringIO())  # COCOeval prints its progress
+    with quiet:
+        coco = COCO()
+        coco.dataset = {"images": images, "annotations": anns,
+                        "categories": [{"id": int(c), "name": n} for c, n in classes.items()]}
+        coco.createIndex()
+        ev = None
+        if results and anns:
+            ev = COCOeval(coco, coco.loadRes(results), iouType="bbox")
+            ev.params.catIds = sorted(int(c) for c in classes)
+            ev.evaluate()
+            ev.accumulate()
+    for c, name in classes.items():
+        row = {"AP": float("nan"), "AP50": float("nan"), "AP75": float("nan"), "objects": counts[c]}
+        if counts[c]:
+            if ev is None:  # nothing detected at all: every object missed
+                row.update(AP=0.0, AP50=0.0, AP75=0.0)
+            else:
+                k = ev.params.catIds.index(int(c))
+                prec = ev.eval["precision"][:, :, k, 0, -1]  # (IoU thresholds, recall points); -1: undefined
+                per_t = [float(p[p > -1].mean()) if (p > -1).any() else 0.0 for p in prec]
+                thresholds = list(np.round(ev.params.iouThrs, 2))
+                row.update(AP=float(np.mean(per_t)), AP50=per_t[thresholds.index(0.5)],
+                           AP75=per_t[thresholds.index(0.75)])
+        out[name] = row
+    return out
+
+
+def border_contrast(image, box, *, ring: int = 3, floor: float = 1 / 255) -> float:
+    """How visible a box's border is: the mean absolute step between neighbouring pixels across the border
+    over the same step between neighbours inside the `ring` of pixels around the box, the latter at least
+    `floor` (one 8-bit grey level: a flat, quantised background would otherwise divide by zero). About 1
+    where the box's content continues its surroundings; well above 1 at an edge (a blanked box on a bright
+    background). NaN when the box has no ring inside the image. `box` is (x0, y0, x1, y1), whole pixels."""
+    img = np.asarray(image, dtype=np.float64)
+    h, w = img.shape
+    x0, y0, x1, y1 = (int(v) for v in box)
+    across = []
+    if y0 > 0:
+        across.append(img[y0, x0:x1] - img[y0 - 1, x0:x1])
+    if y1 < h:
+        across.append(img[y1 - 1, x0:x1] - img[y1, x0:x1])
+    if x0 > 0:
+        across.append(img[y0:y1, x0] - img[y0:y1, x0 - 1])
+    if x1 < w:
+        across.append(img[y0:y1, x1 - 1] - img[y0:y1, x1])
+    band = np.zeros((h, w), bool)
+    band[max(0, y0 - ring):min(h, y1 + ring), max(0, x0 - ring):min(w, x1 + ring)] = True
+    band[y0:y1, x0:x1] = False
+    inside = [np.abs(np.diff(img, axis=1))[band[:, 1:] & band[:, :-1]],
+              np.abs(np.diff(img, axis=0))[band[1:] & band[:-1]]]
+    steps = np.abs(np.concatenate(across)) if across else np.zeros(0)
+    around = np.concatenate(inside)
+    if not steps.size or not around.size:
+        return float("nan")
+    return float(steps.mean() / max(around.mean(), floor))

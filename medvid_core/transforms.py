@@ -1,5 +1,6 @@
 """Transforms, by method: per-clip video augmentation and batch mixing, optical flow as input channels,
-CT intensity windowing, and volume resampling, rotation and orthogonal views.
+CT intensity windowing, volume resampling, rotation and orthogonal views, and removing boxed objects from an
+image (blank, the mean of a ring around the box, inpainting from a pixel mask).
 
 Per-clip augmentation treats a 3D scan as video recognition treats a clip (Video4MRI's recipe): one random
 resized crop, brightness change and small rotation drawn per clip and applied to every frame, so the
@@ -226,3 +227,113 @@ def orthogonal_views(volume, *, center=None):
         raise ValueError(f"orthogonal_views: need a cube (S, S, S), got shape {v.shape}")
     z, y, x = center if center is not None else [s // 2 for s in v.shape]
     return np.stack([v[z], v[:, y], v[:, :, x]])
+
+
+# --------------------------------------------------------------------------- removing boxed objects from images
+# blank a box, fill it with the mean of a ring around it, or inpaint a pixel mask (OpenCV). Boxes are
+# (x0, y0, x1, y1) in pixels, half-open, as a detector gives them (floats are widened to whole pixels).
+
+def pixel_box(box, shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    """A box widened to whole pixels (floor the start, ceil the end) and clipped to an (h, w) image."""
+    import math
+
+    h, w = shape
+    x0, y0, x1, y1 = box
+    return (max(0, math.floor(x0)), max(0, math.floor(y0)), min(w, math.ceil(x1)), min(h, math.ceil(y1)))
+
+
+def boxes_mask(shape: tuple[int, int], boxes) -> "np.ndarray":
+    """The (h, w) boolean mask of the union of `boxes`."""
+    import numpy as np
+
+    mask = np.zeros(shape, bool)
+    for box in boxes:
+        x0, y0, x1, y1 = pixel_box(box, shape)
+        mask[y0:y1, x0:x1] = True
+    return mask
+
+
+def blank_boxes(image, boxes, *, value: float = 0.0):
+    """Every box set to `value` (black by default): the plain blanking whose sharp edges Huschauer's
+    Fig. 5c shows. Returns a new array."""
+    import numpy as np
+
+    out = np.array(image, copy=True)
+    out[boxes_mask(out.shape[:2], boxes)] = value
+    return out
+
+
+def ring_mean_fill(image, boxes, *, ring: int = 4):
+    """Each box filled with the mean of the `ring` pixels around it (inside the image, outside every box), as
+    Huschauer proposes instead of blanking. A box whose ring holds no pixel gets the image's mean outside
+    the boxes (or the whole image's). Returns a new array of the input's dtype."""
+    import numpy as np
+
+    img = np.asarray(image)
+    out = img.copy()
+    covered = boxes_mask(img.shape[:2], boxes)
+    h, w = img.shape[:2]
+    for box in boxes:
+        x0, y0, x1, y1 = pixel_box(box, (h, w))
+        if x1 <= x0 or y1 <= y0:
+            continue
+        ys, xs = slice(max(0, y0 - ring), min(h, y1 + ring)), slice(max(0, x0 - ring), min(w, x1 + ring))
+        around = img[ys, xs][~covered[ys, xs]]
+        if not around.size:
+            around = img[~covered] if (~covered).any() else img
+        out[y0:y1, x0:x1] = np.round(around.mean()) if np.issubdtype(img.dtype, np.integer) else around.mean()
+    return out
+
+
+def outlier_mask(image, boxes, *, ring: int = 4, k: float = 3.0, grow: int = 1, min_sigma: float = 0.02):
+    """A pixel mask of what stands out inside each box: pixels farther than `k` robust standard deviations
+    (1.4826 x the median absolute deviation, at least `min_sigma`) from the median of the box's `ring`,
+    grown by `grow` pixels and kept inside the box. Marker letters on a smooth background are found; the
+    box's background is not, so an inpainting of this mask leaves the rest of the box as it was. Values
+    are taken as they come (a float image in [0, 1] suits the default `min_sigma`)."""
+    import cv2
+    import numpy as np
+
+    img = np.asarray(image, dtype=np.float64)
+    h, w = img.shape[:2]
+    covered = boxes_mask((h, w), boxes)
+    mask = np.zeros((h, w), bool)
+    for box in boxes:
+        x0, y0, x1, y1 = pixel_box(box, (h, w))
+        if x1 <= x0 or y1 <= y0:
+            continue
+        ys, xs = slice(max(0, y0 - ring), min(h, y1 + ring)), slice(max(0, x0 - ring), min(w, x1 + ring))
+        around = img[ys, xs][~covered[ys, xs]]
+        if not around.size:
+            mask[y0:y1, x0:x1] = True  # nothing around to compare with: the whole box
+            continue
+        centre = np.median(around)
+        sigma = max(1.4826 * np.median(np.abs(around - centre)), min_sigma)
+        inside = np.abs(img[y0:y1, x0:x1] - centre) > k * sigma
+        if grow > 0:
+            inside = cv2.dilate(inside.astype(np.uint8), np.ones((2 * grow + 1, 2 * grow + 1), np.uint8)) > 0
+        mask[y0:y1, x0:x1] |= inside
+    return mask
+
+
+def inpaint(image, mask, *, radius: int = 3, method: str = "telea"):
+    """The pixels of `mask` filled from their surroundings by OpenCV's inpainting (`cv2.inpaint`: "telea",
+    Telea 2004, or "ns", Navier-Stokes); every other pixel is returned unchanged. A float image is taken as
+    [0, 1] and inpainted on 8 bits (what `cv2.inpaint` takes); the result keeps the input's dtype."""
+    import cv2
+    import numpy as np
+
+    flags = {"telea": cv2.INPAINT_TELEA, "ns": cv2.INPAINT_NS}
+    if method not in flags:
+        raise ValueError(f"inpaint: method must be one of {', '.join(flags)}, got {method!r}")
+    img = np.asarray(image)
+    m = np.asarray(mask, bool)
+    if m.shape != img.shape[:2]:
+        raise ValueError(f"inpaint: mask {m.shape} does not match image {img.shape[:2]}")
+    out = img.copy()
+    if not m.any():
+        return out
+    u8 = img if img.dtype == np.uint8 else np.round(np.clip(img, 0, 1) * 255).astype(np.uint8)
+    filled = cv2.inpaint(np.ascontiguousarray(u8), m.astype(np.uint8), radius, flags[method])
+    out[m] = filled[m] if img.dtype == np.uint8 else (filled[m] / 255.0).astype(img.dtype)
+    return out
