@@ -68,3 +68,20 @@ class SparseDiceCELoss(torch.nn.Module):
         if not self.include_background:
             dice = dice[1:]
         return self.ce_weight * ce + self.dice_weight * (1 - dice.mean())
+
+
+# --------------------------------------------------------------------------- attention across scales
+# The pairwise ranking loss of the recurrent attention CNN (Fu, Zheng & Mei, CVPR 2017).
+
+
+def scale_ranking_loss(logits: torch.Tensor, targets: torch.Tensor, *, margin: float = 0.05) -> torch.Tensor:
+    """Mean over samples and neighbouring scales of max(0, p_t(s) - p_t(s + 1) + margin).
+
+    `logits` (N, S, K) per scale, `targets` (N,) class indices; p_t(s) is the softmax probability of the
+    true class at scale s. The loss is zero once every finer scale is at least `margin` more confident
+    than the one before (Fu et al.'s margin: 0.05); it trains the attention, which picks what the finer
+    scale sees, while the classifiers are held fixed."""
+    if logits.ndim != 3 or logits.shape[1] < 2:
+        raise ValueError(f"scale_ranking_loss expects (N, scales >= 2, classes) logits, got {tuple(logits.shape)}")
+    p = logits.softmax(-1).gather(2, targets.long().view(-1, 1, 1).expand(-1, logits.shape[1], 1))[..., 0]
+    return torch.clamp(p[:, :-1] - p[:, 1:] + margin, min=0).mean()
