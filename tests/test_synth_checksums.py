@@ -21,6 +21,9 @@ CHECKSUMS = {
     "action_frames": "7cf006af1c16bc96e92b7c8d8716c5ea0f18d78f3bf8d3faeae052f02fa40b48",
     "lung_nodule": "2df85dc5164eea5d3fd51a3c93fc369d165bda8bdf16a9955673d906648a32a0",
     "nuclei": "0413f1bd56827ed4f0200eacc2644296776e3495c3d8ed077a8371c176dda215",
+    "echo": "0cbaf6ac64e8770fe0a49f7a05224ac271823688b8c57da0bafb20772340c115",
+    "icu_activity": "d64f9fdef876b458133b57fbd92d691bb82616f858b70be661e574f77bc6ba6a",
+    "pet_brain": "9e302668264bfc3dcaa76e13f8c6838c3f2bc8fe4c4970412725cdc25487a7b6",
 }
 
 

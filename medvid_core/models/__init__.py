@@ -57,3 +57,5 @@ def count_parameters(model: nn.Module) -> int:
 from . import (  # noqa: E402,F401
     cnn4, cnn_rnn, frame_average, inflate, multiview, resnet2d, resnet3d, slowfast, small_cnn, tsn, two_stream, vgg,
 )
+from . import detection, early_fusion, racnn  # noqa: E402,F401
+from . import r2plus1d  # noqa: E402,F401  (R(2+1)D: torchvision's and a laptop-width one)

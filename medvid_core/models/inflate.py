@@ -13,6 +13,7 @@ Space is always zero-padded, as in the 2D network.
 from __future__ import annotations
 
 import copy
+from collections import OrderedDict
 
 import torch
 import torch.nn as nn
@@ -20,6 +21,7 @@ import torch.nn.functional as F
 from torchvision.models import resnet18
 
 from . import register_model
+from .small_cnn import SmallCNN
 
 TIME_PADDINGS = ("replicate", "zeros")
 
@@ -133,3 +135,17 @@ def i3d_r18(*, num_classes: int = 2, in_channels: int = 3, time_kernel: int = 3,
         net.conv1 = conv
     net.fc = nn.Linear(net.fc.in_features, num_classes)
     return inflate(net, time_kernel=time_kernel, time_padding=time_padding)
+
+
+@register_model
+def i3d_small(*, in_channels: int = 3, num_classes: int = 2, widths=(16, 32, 64), time_kernel: int = 3,
+              time_padding: str = "replicate", dropout: float = 0.0, weights: str | None = None) -> nn.Sequential:
+    """The small 2D CNN (`small_cnn.cnn2d_small`) inflated: time_kernel x 3 x 3 filters, pooling that keeps
+    time whole, global pooling over time too; `body`, `dropout`, head `fc`. Unlike `cnn3d_small` (which also
+    halves time at every block) it starts from 2D weights: `weights`, a local `cnn2d_small` state-dict file
+    (trained on frames), or random ones."""
+    net2d = SmallCNN(dims=2, in_channels=in_channels, num_classes=num_classes, widths=widths, dropout=dropout)
+    if weights is not None:
+        net2d.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    body = inflate(net2d.body, time_kernel=time_kernel, time_padding=time_padding)
+    return nn.Sequential(OrderedDict(body=body, dropout=net2d.dropout, fc=net2d.fc))

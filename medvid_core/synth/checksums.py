@@ -92,9 +92,27 @@ def _nuclei(root: Path) -> None:
     make_nuclei_images(root, n_images=2, seed=0)
 
 
+def _echo(root: Path) -> None:
+    from .echo import make_echonet
+
+    make_echonet(root, n_clips=2, seed=0)
+
+
+def _icu_activity(root: Path) -> None:
+    from .icu_activity import make_icu_clips
+
+    make_icu_clips(root, n_clips=2, seconds=10.0, seed=0)
+
+
+def _pet_brain(root: Path) -> None:
+    from .pet_brain import make_pet_cohort
+
+    make_pet_cohort(root, n_train=1, n_eval=1, seed=0)
+
+
 GENERATORS = {"brain_mri": _brain_mri, "chest_ct": _chest_ct, "head_ct": _head_ct, "radiograph": _radiograph,
               "action_video": _action_video, "action_frames": _action_frames, "lung_nodule": _lung_nodule,
-              "nuclei": _nuclei}
+              "nuclei": _nuclei, "echo": _echo, "icu_activity": _icu_activity, "pet_brain": _pet_brain}
 
 
 def checksum(name: str) -> str:
